@@ -1,0 +1,88 @@
+"""Apache Airflow provider for the Butlr occupancy-sensing API.
+
+This module must stay cheap to import: Airflow calls :func:`get_provider_info` during provider
+discovery, so nothing here may import the hook, requests or the emulator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+DEFAULT_BASE_URL = "https://api.butlr.io"
+DEFAULT_AUDIENCE = "https://butlrauth/"
+DEFAULT_TIMEOUT = 30
+DEFAULT_MAX_RETRIES = 5
+AUTH_TYPES = ("client_credentials", "password")
+
+HOOK_CLASS = "airflow_provider_butlr.hooks.butlr.ButlrHook"
+
+# Shared by the declarative form (Airflow >= 3.2) and the legacy hook methods (3.0/3.1).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL"},
+    "placeholders": {
+        "host": DEFAULT_BASE_URL,
+        "login": "Butlr API client ID (or username for the password grant)",
+        "password": "Butlr API client secret (or password)",
+    },
+}
+
+CONN_FIELDS: dict[str, Any] = {
+    "audience": {
+        "label": "Audience",
+        "description": "OAuth2 audience sent with the client-credentials login.",
+        "schema": {"type": ["string", "null"], "default": DEFAULT_AUDIENCE},
+    },
+    "auth_type": {
+        "label": "Grant type",
+        "description": "client_credentials (API token: Client ID/Secret) or password "
+        "(Client ID/Secret hold a Butlr username and password).",
+        "schema": {"type": ["string", "null"], "default": "client_credentials", "enum": list(AUTH_TYPES)},
+    },
+    "timeout": {
+        "label": "Timeout (s)",
+        "description": "Per-request HTTP timeout in seconds.",
+        "schema": {"type": ["integer", "null"], "default": DEFAULT_TIMEOUT, "minimum": 1},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries for 429, 5xx, timeouts and network errors.",
+        "schema": {"type": ["integer", "null"], "default": DEFAULT_MAX_RETRIES, "minimum": 0},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-provider-butlr",
+        "name": "Butlr",
+        "description": "Butlr occupancy-sensing API: reporting, stats, assets and device health.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Butlr",
+                "external-doc-url": "https://docs.butlr.io/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.hooks.butlr"]}],
+        "operators": [
+            {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.operators.butlr"]}
+        ],
+        "sensors": [{"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.sensors.butlr"]}],
+        "triggers": [
+            {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.triggers.butlr"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "butlr",
+                "hook-class-name": HOOK_CLASS,
+                "hook-name": "Butlr",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+    }
