@@ -72,7 +72,9 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.operators.butlr"]}
         ],
-        "sensors": [{"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.sensors.butlr"]}],
+        "sensors": [
+            {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.sensors.butlr"]}
+        ],
         "triggers": [
             {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.triggers.butlr"]}
         ],

@@ -54,7 +54,9 @@ class ButlrRateLimitError(ButlrAPIError):
 class ButlrGraphQLError(ButlrAPIError):
     """A GraphQL response carried ``errors`` (even alongside partial data)."""
 
-    def __init__(self, message: str, *, errors: list[dict[str, Any]], data: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, errors: list[dict[str, Any]], data: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.errors = errors
         self.data = data

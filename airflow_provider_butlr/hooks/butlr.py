@@ -1,0 +1,488 @@
+"""ButlrHook: one Connection, one token (shared process-wide), one reused session, retried requests."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import time
+from functools import cached_property
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from airflow.providers.common.compat.sdk import BaseHook
+from requests.auth import AuthBase
+
+from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
+from airflow_provider_butlr.auth import (
+    TOKEN_CACHE,
+    AccessToken,
+    error_text,
+    headers_for,
+    login_request,
+    mask_token,
+    token_from_login_response,
+)
+from airflow_provider_butlr.exceptions import (
+    ButlrAPIError,
+    ButlrAuthError,
+    ButlrConfigurationError,
+    ButlrDataError,
+    ButlrError,
+    ButlrGraphQLError,
+    ButlrRateLimitError,
+)
+from airflow_provider_butlr.retry import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    TransientDataError,
+    TransientHTTPError,
+    describe,
+    is_transient,
+    parse_retry_after,
+)
+from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
+
+GRAPHQL_PATH = "/api/v3/graphql"
+TEST_CONNECTION_QUERY = "query ButlrTestConnection { sites { data { id } } }"
+TEST_CONNECTION_MAX_RETRIES = 1
+TEST_CONNECTION_TIMEOUT = 10.0
+
+
+class _BearerAuth(AuthBase):
+    """Adds the current token at send time, and only for requests to the configured API origin."""
+
+    def __init__(self, hook: ButlrHook) -> None:
+        self._hook = hook
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        parts = urlsplit(request.url or "")
+        if (parts.scheme, parts.netloc.lower()) == self._hook.settings.origin:
+            request.headers["Authorization"] = f"Bearer {self._hook.get_token()}"
+        else:
+            request.headers.pop("Authorization", None)
+        return request
+
+
+class ButlrHook(BaseHook):
+    """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
+
+    :param butlr_conn_id: the connection: host = API base URL, login = client id (or username),
+        password = client secret (or password), extras ``audience``, ``auth_type``, ``timeout``,
+        ``max_retries``.
+    :param timeout: per-request timeout in seconds (overrides the connection's).
+    :param max_retries: retries for 429/5xx/network errors (overrides the connection's).
+    :param retry_wait_initial: first backoff wait in seconds (doubles each retry, with jitter).
+    :param retry_wait_max: longest backoff wait in seconds.
+    :param retry_after_cap: longest wait honoured from a ``Retry-After`` header, in seconds.
+    """
+
+    conn_name_attr = "butlr_conn_id"
+    default_conn_name = "butlr_default"
+    conn_type = "butlr"
+    hook_name = "Butlr"
+
+    def __init__(
+        self,
+        butlr_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_wait_initial: float = 0.5,
+        retry_wait_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.butlr_conn_id = butlr_conn_id
+        self._timeout_override = timeout
+        self._max_retries_override = max_retries
+        self._retry_wait_initial = retry_wait_initial
+        self._retry_wait_max = retry_wait_max
+        self._retry_after_cap = retry_after_cap
+        self._session: requests.Session | None = None
+        self.last_attempts = 0  # attempts used by the most recent request (for reporting)
+
+    # --- connection and settings -------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> ButlrSettings:
+        """The connection, resolved once and validated (raises ButlrConfigurationError)."""
+        conn = self.get_connection(self.butlr_conn_id)
+        return settings_from_connection(conn)
+
+    @property
+    def timeout(self) -> float:
+        return float(self._timeout_override or self.settings.timeout)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        max_retries = self._max_retries_override
+        if max_retries is None:
+            max_retries = self.settings.max_retries
+        if max_retries < 0:
+            raise ButlrConfigurationError(f"max_retries {max_retries} must be at least 0")
+        return RetryPolicy(
+            max_retries=max_retries,
+            wait_initial=self._retry_wait_initial,
+            wait_max=self._retry_wait_max,
+            retry_after_cap=self._retry_after_cap,
+        )
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def get_token(self) -> str:
+        """A valid access token: from the process-wide cache, or a new login."""
+        settings = self.settings
+        return TOKEN_CACHE.get(settings.cache_key, lambda: self._login(settings, self.retry_policy))
+
+    def invalidate_token(self, token: str | None = None) -> None:
+        """Forget the cached token (only ``token``, if given and still cached)."""
+        TOKEN_CACHE.invalidate(self.settings.cache_key, token)
+
+    def _login(
+        self, settings: ButlrSettings, policy: RetryPolicy, timeout: float | None = None
+    ) -> AccessToken:
+        url, body = login_request(settings)
+        endpoint = urlsplit(url).path
+        session = self.get_conn()
+
+        def attempt() -> AccessToken:
+            response = session.post(
+                url,
+                json=body,
+                headers=headers_for(body),
+                timeout=timeout or self.timeout,
+                allow_redirects=False,
+            )
+            with response:
+                return token_from_login_response(
+                    settings,
+                    status=response.status_code,
+                    body=response.text,
+                    retry_after_header=response.headers.get("Retry-After"),
+                    now=time.time(),
+                )
+
+        token = self._with_retries(attempt, "POST", endpoint, policy)
+        mask_token(token.value)
+        self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
+        return token
+
+    # --- session and requests ------------------------------------------------------------------
+
+    def get_conn(self) -> requests.Session:
+        """The hook's one reused session (TLS verification per the connection, on by default)."""
+        if self._session is None:
+            session = requests.Session()
+            session.verify = self.settings.verify
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> ButlrHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def url_for(self, path: str) -> str:
+        """Join a relative path to the base URL; absolute URLs must stay on the API origin."""
+        if "://" in path:
+            parts = urlsplit(path)
+            if (parts.scheme, parts.netloc.lower()) != self.settings.origin:
+                raise ButlrConfigurationError(
+                    f"endpoint {path!r} is not on the Butlr API host {self.settings.base_url}; "
+                    "the bearer token is only sent to the configured host"
+                )
+            return path
+        return urljoin(self.settings.base_url + "/", path.lstrip("/"))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        check_response: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send an authenticated request with retries (429/5xx/network) and one replay after a 401.
+
+        Raises a :class:`ButlrAPIError` subclass for an error status when ``check_response`` is true.
+        """
+        response = self._send(method, path, json=json, params=params, parse_json=False, **kwargs)[0]
+        if check_response:
+            self._raise_for_status(response, method.upper(), urlsplit(response.url).path)
+        return response
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Like :meth:`request` but returns the parsed JSON body; a malformed body is retried."""
+        response, payload = self._send(
+            method, path, json=json, params=params, parse_json=True, policy=policy, **kwargs
+        )
+        self._raise_for_status(response, method.upper(), urlsplit(response.url).path)
+        return payload
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        parse_json: bool,
+        policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> tuple[requests.Response, Any]:
+        method = method.upper()
+        url = self.url_for(path)
+        endpoint = urlsplit(url).path
+        auth = _BearerAuth(self)
+        timeout = kwargs.pop("timeout", None) or self.timeout
+        headers = {**headers_for(json), **kwargs.pop("headers", {})}
+
+        def send_once() -> requests.Response:
+            return self.get_conn().request(
+                method, url, json=json, params=params, auth=auth, timeout=timeout, headers=headers, **kwargs
+            )
+
+        def attempt() -> tuple[requests.Response, Any]:
+            response = send_once()
+            if response.status_code == 401:
+                self._drop_token_used_by(response)
+                response.close()
+                self.log.info(
+                    "Butlr %s %s answered 401; logging in again and replaying once.", method, endpoint
+                )
+                response = send_once()
+                if response.status_code == 401:
+                    self._drop_token_used_by(response)
+                    raise ButlrAuthError(
+                        f"Butlr {method} {endpoint} refused the token with HTTP 401 even after a fresh login"
+                        f" ({error_text(response.text, (self.settings.secret,))})",
+                        status=401,
+                        method=method,
+                        endpoint=endpoint,
+                    )
+            if response.status_code in RETRYABLE_STATUSES:
+                detail = error_text(response.text, (self.settings.secret,))
+                response.close()
+                raise TransientHTTPError(
+                    response.status_code,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    detail=detail,
+                )
+            if not parse_json or response.status_code >= 400:
+                return response, None
+            try:
+                return response, response.json()
+            except ValueError as err:
+                raise TransientDataError(f"malformed JSON in a {response.status_code} answer") from err
+
+        return self._with_retries(attempt, method, endpoint, policy or self.retry_policy)
+
+    def _drop_token_used_by(self, response: requests.Response) -> None:
+        sent = response.request.headers.get("Authorization", "") if response.request else ""
+        self.invalidate_token(sent.removeprefix("Bearer ") or None)
+
+    def _with_retries(self, attempt: Any, method: str, endpoint: str, policy: RetryPolicy) -> Any:
+        """Run ``attempt`` under the retry policy; turn a final transient failure into a ButlrError."""
+        retrying = policy.retrying(f"{method} {endpoint}")
+        try:
+            return retrying(attempt)
+        except ButlrError:
+            raise
+        except Exception as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if not is_transient(exc):
+                raise
+            message = (
+                f"Butlr {method} {endpoint} failed after {attempts} attempt(s) "
+                f"({policy.max_retries} retries allowed): {describe(exc)}"
+            )
+            if isinstance(exc, TransientHTTPError) and exc.status == 429:
+                raise ButlrRateLimitError(
+                    message,
+                    retry_after=exc.retry_after,
+                    status=429,
+                    method=method,
+                    endpoint=endpoint,
+                    attempts=attempts,
+                ) from exc
+            if isinstance(exc, TransientHTTPError):
+                raise ButlrAPIError(
+                    message, status=exc.status, method=method, endpoint=endpoint, attempts=attempts
+                ) from exc
+            if isinstance(exc, TransientDataError):
+                raise ButlrDataError(message) from exc
+            raise ButlrAPIError(message, method=method, endpoint=endpoint, attempts=attempts) from exc
+        finally:
+            self.last_attempts = retrying.statistics.get("attempt_number", 0)
+
+    def _raise_for_status(self, response: requests.Response, method: str, endpoint: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = error_text(response.text, (self.settings.secret,))
+        message = f"Butlr {method} {endpoint} failed with HTTP {status}" + (f": {detail}" if detail else "")
+        error_cls = ButlrAuthError if status in (401, 403) else ButlrAPIError
+        raise error_cls(message, status=status, method=method, endpoint=endpoint, body=detail)
+
+    # --- GraphQL -------------------------------------------------------------------------------
+
+    def graphql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a GraphQL query; return ``data``. Any ``errors`` entry raises ButlrGraphQLError."""
+        body: dict[str, Any] = {"query": query}
+        if variables:
+            body["variables"] = variables
+        if operation_name:
+            body["operationName"] = operation_name
+        payload = self.request_json("POST", GRAPHQL_PATH, json=body, policy=policy, timeout=timeout)
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        if errors and _is_unauthenticated(errors):
+            self.invalidate_token()
+            self.log.info("Butlr GraphQL answered UNAUTHENTICATED; logging in again and replaying once.")
+            payload = self.request_json("POST", GRAPHQL_PATH, json=body, policy=policy, timeout=timeout)
+            errors = payload.get("errors") if isinstance(payload, dict) else None
+            if errors and _is_unauthenticated(errors):
+                self.invalidate_token()
+                raise ButlrAuthError(
+                    "Butlr GraphQL refused the token (UNAUTHENTICATED) even after a fresh login",
+                    status=200,
+                    method="POST",
+                    endpoint=GRAPHQL_PATH,
+                )
+        if not isinstance(payload, dict):
+            raise ButlrDataError(f"Butlr GraphQL answered a {type(payload).__name__}, not a JSON object")
+        if errors:
+            raise ButlrGraphQLError(
+                "Butlr GraphQL returned errors: " + _summarise_graphql_errors(errors),
+                errors=errors,
+                data=payload.get("data"),
+                method="POST",
+                endpoint=GRAPHQL_PATH,
+            )
+        return payload.get("data")
+
+    # --- connection test -----------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message."""
+        try:
+            settings = self.settings
+            quick = RetryPolicy(
+                max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
+            )
+            timeout = min(self.timeout, TEST_CONNECTION_TIMEOUT)
+            TOKEN_CACHE.put(settings.cache_key, self._login(settings, quick, timeout=timeout))
+            data = self.graphql(TEST_CONNECTION_QUERY, policy=quick, timeout=timeout)
+            sites = ((data or {}).get("sites") or {}).get("data") or []
+            return True, (
+                f"Connected to Butlr at {settings.base_url} ({settings.auth_type} grant); "
+                f"{len(sites)} site(s) visible."
+            )
+        except ButlrError as err:
+            return False, str(err)
+        except Exception as err:  # the UI must get a message, never a traceback
+            return False, f"{type(err).__name__}: {describe(err)}"
+        finally:
+            self.close()
+
+    # --- connection form (Airflow 3.0/3.1; 3.2+ reads the declarative provider info) ----------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields for the legacy form; WTForms is imported here only, never at module level."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional
+
+        def label(name: str) -> Any:
+            return lazy_gettext(CONN_FIELDS[name]["label"])
+
+        def description(name: str) -> str:
+            return str(CONN_FIELDS[name]["description"])
+
+        return {
+            "audience": StringField(
+                label("audience"),
+                widget=BS3TextFieldWidget(),
+                default=DEFAULT_AUDIENCE,
+                description=description("audience"),
+            ),
+            "auth_type": StringField(
+                label("auth_type"),
+                widget=BS3TextFieldWidget(),
+                default="client_credentials",
+                description=description("auth_type"),
+            ),
+            "timeout": IntegerField(
+                label("timeout"),
+                widget=BS3TextFieldWidget(),
+                default=CONN_FIELDS["timeout"]["schema"]["default"],
+                validators=[Optional(), NumberRange(min=1)],
+                description=description("timeout"),
+            ),
+            "max_retries": IntegerField(
+                label("max_retries"),
+                widget=BS3TextFieldWidget(),
+                default=DEFAULT_MAX_RETRIES,
+                validators=[Optional(), NumberRange(min=0)],
+                description=description("max_retries"),
+            ),
+        }
+
+
+def _is_unauthenticated(errors: list[Any]) -> bool:
+    return any(
+        isinstance(err, dict) and (err.get("extensions") or {}).get("code") == "UNAUTHENTICATED"
+        for err in errors
+    )
+
+
+def _summarise_graphql_errors(errors: list[Any], limit: int = 3) -> str:
+    messages = []
+    for err in errors[:limit]:
+        if isinstance(err, dict):
+            code = (err.get("extensions") or {}).get("code")
+            path = ".".join(str(p) for p in err.get("path") or [])
+            text = str(err.get("message", "")).strip()
+            messages.append(
+                " ".join(x for x in (f"[{code}]" if code else "", path + ":" if path else "", text) if x)
+            )
+        else:
+            messages.append(jsonlib.dumps(err)[:200])
+    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(messages) + more

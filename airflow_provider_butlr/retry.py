@@ -1,0 +1,159 @@
+"""The one retry policy (tenacity): what is transient, how long to wait, and when to give up.
+
+Used by the sync hook (login and API calls) and, as its async twin, by the trigger.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import tenacity
+from tenacity.wait import wait_base
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class TransientHTTPError(Exception):
+    """A retryable HTTP answer (429/5xx); internal to the retry loop, never seen by users."""
+
+    def __init__(self, status: int, *, retry_after: float | None, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+class TransientDataError(Exception):
+    """A 2xx answer whose body could not be parsed (truncated or malformed JSON): worth another try."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _is_httpx_transport_error(exc: BaseException) -> bool:
+    httpx = sys.modules.get("httpx")  # only the async path imports httpx; never import it here
+    return httpx is not None and isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network errors, timeouts, 429/5xx and unparsable 2xx bodies are retried; nothing else is."""
+    if isinstance(exc, (TransientHTTPError, TransientDataError)):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate problem does not heal by retrying
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ),
+    ):
+        return True
+    return _is_httpx_transport_error(exc)
+
+
+class wait_retry_after_or_backoff(wait_base):
+    """Honour the server's ``Retry-After`` (capped); otherwise exponential backoff with jitter."""
+
+    def __init__(self, *, initial: float, maximum: float, retry_after_cap: float) -> None:
+        self._backoff = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._cap = retry_after_cap
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, self._cap))
+        return float(self._backoff(retry_state))
+
+
+def describe(exc: BaseException | None) -> str:
+    """A short, secret-free description of a failed attempt."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, TransientHTTPError):
+        return str(exc)
+    if isinstance(exc, requests.exceptions.Timeout) or type(exc).__name__.endswith("Timeout"):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, requests.exceptions.ConnectionError) or _is_httpx_transport_error(exc):
+        return f"connection failed ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: ``max_retries`` extra attempts, waits from Retry-After or backoff."""
+
+    max_retries: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    retry_after_cap: float = 60.0
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def _kwargs(self, label: str) -> dict[str, Any]:
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Butlr %s: %s; attempt %d of %d, retrying in %.2f s",
+                label,
+                describe(exc),
+                state.attempt_number,
+                self.max_attempts,
+                delay,
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "wait": wait_retry_after_or_backoff(
+                initial=self.wait_initial, maximum=self.wait_max, retry_after_cap=self.retry_after_cap
+            ),
+            "retry": tenacity.retry_if_exception(is_transient),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
+
+    def retrying(self, label: str, *, sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+        """A fresh sync controller; ``label`` (e.g. ``POST /api/v3/reporting``) names the call in logs."""
+        kwargs = self._kwargs(label)
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        return tenacity.Retrying(**kwargs)
+
+    def async_retrying(self, label: str) -> tenacity.AsyncRetrying:
+        """The async twin, for the trigger's httpx client."""
+        return tenacity.AsyncRetrying(**self._kwargs(label))

@@ -1,0 +1,218 @@
+"""Turn an Airflow Connection into validated Butlr settings (pure: no network, no Airflow DB)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_butlr import (
+    AUTH_TYPES,
+    DEFAULT_AUDIENCE,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+)
+from airflow_provider_butlr.exceptions import ButlrConfigurationError
+
+EXTRA_PREFIX = "extra__butlr__"
+
+
+@dataclass(frozen=True)
+class ButlrSettings:
+    """Everything the hook needs from a connection; the secret is excluded from repr."""
+
+    conn_id: str
+    base_url: str
+    auth_type: str
+    login: str
+    secret: str = field(repr=False)
+    audience: str = DEFAULT_AUDIENCE
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    verify: bool | str = True
+
+    @property
+    def secret_fingerprint(self) -> str:
+        """A one-way digest of the secret: distinguishes credentials without holding the secret."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
+
+    @property
+    def cache_key(self) -> tuple[str, str, str, str, str]:
+        """Token-cache key: tokens are shared only by identical credentials."""
+        return (self.base_url, self.auth_type, self.login, self.audience, self.secret_fingerprint)
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """Scheme and network location: the only place a bearer token may be sent."""
+        parts = urlsplit(self.base_url)
+        return parts.scheme, parts.netloc.lower()
+
+
+def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = None) -> str:
+    """Accept ``api.butlr.io``, ``https://api.butlr.io/`` or empty (the default); refuse garbage.
+
+    ``port`` (from a URI-form connection) is used when the host names none itself.
+    """
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_BASE_URL
+    candidate = raw if "://" in raw else f"https://{raw}"
+    parts = urlsplit(candidate)
+    if port and parts.hostname and parts.port is None and ":" not in parts.netloc.rsplit("]", 1)[-1]:
+        parts = parts._replace(netloc=f"{parts.netloc}:{int(port)}")
+    hostname = parts.hostname or ""
+    valid_host = bool(hostname) and all(ch.isalnum() or ch in ".-_[]:" for ch in hostname)
+    if parts.scheme not in ("http", "https") or not valid_host or " " in raw or parts.query or parts.fragment:
+        raise ButlrConfigurationError(
+            f"host {raw!r} is not a valid API base URL; expected e.g. {DEFAULT_BASE_URL} "
+            f"(connection {conn_id}, field host)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError as err:
+        raise ButlrConfigurationError(
+            f"host {raw!r} has an invalid port (connection {conn_id}, field host)"
+        ) from err
+    path = parts.path.rstrip("/")
+    if parts.scheme == "http" and not _is_loopback(hostname):
+        warnings.warn(
+            f"Butlr connection {conn_id} uses plain http:// for a non-loopback host {hostname}; "
+            "credentials and tokens would travel unencrypted. Use https://.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _extra_value(extra: Mapping[str, Any], name: str) -> Any:
+    """Read the bare key first, then Airflow's legacy ``extra__butlr__`` namespace."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(EXTRA_PREFIX + name)
+    return None if value == "" else value
+
+
+def _int_extra(extra: Mapping[str, Any], name: str, default: int, minimum: int, conn_id: str) -> int:
+    value = _extra_value(extra, name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        value = str(value)
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ButlrConfigurationError(
+            f"{name} {value!r} is not a whole number (connection {conn_id}, extra.{name})"
+        ) from None
+    if number < minimum:
+        raise ButlrConfigurationError(
+            f"{name} {number} must be at least {minimum} (connection {conn_id}, extra.{name})"
+        )
+    return number
+
+
+def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
+    """TLS verification: on by default; ``ca_bundle`` names a CA file; ``verify: false`` turns it off."""
+    ca_bundle = _extra_value(extra, "ca_bundle")
+    if ca_bundle:
+        return str(ca_bundle)
+    verify = _extra_value(extra, "verify")
+    if verify is None:
+        return True
+    if isinstance(verify, bool):
+        return verify
+    text = str(verify).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ButlrConfigurationError(
+        f"verify {verify!r} must be true or false (connection {conn_id}, extra.verify); "
+        "use extra.ca_bundle for a CA file"
+    )
+
+
+def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
+    """Extras arrive as a dict (JSON/UI connection) or a JSON string; anything else is refused."""
+    if extra in (None, ""):
+        return {}
+    if isinstance(extra, Mapping):
+        return dict(extra)
+    try:
+        parsed = json.loads(extra)
+    except (TypeError, ValueError):
+        raise ButlrConfigurationError(f"extra of connection {conn_id} is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise ButlrConfigurationError(f"extra of connection {conn_id} must be a JSON object")
+    return parsed
+
+
+def settings_from_fields(
+    *,
+    conn_id: str,
+    host: str | None,
+    login: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+    port: int | None = None,
+) -> ButlrSettings:
+    """Validate connection fields; every error names the connection and the field."""
+    auth_type = str(_extra_value(extra, "auth_type") or "client_credentials").strip()
+    if auth_type not in AUTH_TYPES:
+        raise ButlrConfigurationError(
+            f"auth_type {auth_type!r} is not one of {', '.join(AUTH_TYPES)} "
+            f"(connection {conn_id}, extra.auth_type)"
+        )
+    login_label = "client id" if auth_type == "client_credentials" else "username"
+    secret_label = "client secret" if auth_type == "client_credentials" else "password"
+    if not (login or "").strip():
+        raise ButlrConfigurationError(
+            f"the {login_label} is missing (connection {conn_id}, field login, shown as 'Client ID')"
+        )
+    if not password:
+        raise ButlrConfigurationError(
+            f"the {secret_label} is missing (connection {conn_id}, field password, shown as 'Client Secret')"
+        )
+    audience = str(_extra_value(extra, "audience") or DEFAULT_AUDIENCE).strip()
+    return ButlrSettings(
+        conn_id=conn_id,
+        base_url=normalize_base_url(host, conn_id=conn_id, port=port),
+        auth_type=auth_type,
+        login=str(login).strip(),
+        secret=str(password),
+        audience=audience,
+        timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, 1, conn_id)),
+        max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, 0, conn_id),
+        verify=_verify_extra(extra, conn_id),
+    )
+
+
+def settings_from_connection(conn: Any) -> ButlrSettings:
+    """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes)."""
+    conn_id = getattr(conn, "conn_id", None) or "butlr_default"
+    raw_extra = getattr(conn, "extra_dejson", None)
+    if raw_extra is None:
+        raw_extra = getattr(conn, "extra", None)
+    return settings_from_fields(
+        conn_id=conn_id,
+        host=getattr(conn, "host", None),
+        login=getattr(conn, "login", None),
+        password=getattr(conn, "password", None),
+        extra=parse_extra(raw_extra, conn_id),
+        port=getattr(conn, "port", None),
+    )
