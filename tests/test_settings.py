@@ -1,0 +1,107 @@
+"""Connection -> settings: defaults, coercion of URI strings, and errors that name the field."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import pytest
+
+from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.settings import normalize_base_url, settings_from_fields
+
+
+def make(**overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "conn_id": "butlr_default",
+        "host": "https://api.butlr.io",
+        "login": "client-id",
+        "password": "client-secret-xyz",
+        "extra": {},
+    }
+    fields.update(overrides)
+    return settings_from_fields(**fields)
+
+
+def test_defaults() -> None:
+    settings = make(host=None)
+    assert settings.base_url == "https://api.butlr.io"
+    assert settings.audience == "https://butlrauth/"
+    assert settings.auth_type == "client_credentials"
+    assert (settings.timeout, settings.max_retries, settings.verify) == (30.0, 5, True)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("api.butlr.io", "https://api.butlr.io"),
+        ("https://api.butlr.io/", "https://api.butlr.io"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("https://proxy.example.com/butlr/", "https://proxy.example.com/butlr"),
+    ],
+)
+def test_host_forms(host: str, expected: str) -> None:
+    assert normalize_base_url(host, conn_id="c") == expected
+
+
+def test_uri_port_is_kept() -> None:
+    assert normalize_base_url("127.0.0.1", conn_id="c", port=8765) == "https://127.0.0.1:8765"
+
+
+@pytest.mark.parametrize("host", ["ftp://api.butlr.io", "not a host", "https://", "https://api.butlr.io:abc", "http://x?y=1"])
+def test_garbage_host_is_refused(host: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match="field host"):
+        make(host=host)
+
+
+def test_plain_http_to_a_remote_host_warns() -> None:
+    with pytest.warns(UserWarning, match="unencrypted"):
+        make(host="http://api.butlr.io")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make(host="http://localhost:8080")
+
+
+def test_uri_extras_arrive_as_strings() -> None:
+    settings = make(extra={"timeout": "12", "max_retries": "0", "verify": "false"})
+    assert (settings.timeout, settings.max_retries, settings.verify) == (12.0, 0, False)
+
+
+def test_legacy_prefixed_extras_are_read() -> None:
+    settings = make(extra={"extra__butlr__audience": "https://other/", "extra__butlr__timeout": 9})
+    assert settings.audience == "https://other/" and settings.timeout == 9.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"login": ""}, "field login"),
+        ({"password": None}, "field password"),
+        ({"extra": {"auth_type": "oauth"}}, "extra.auth_type"),
+        ({"extra": {"timeout": "soon"}}, "extra.timeout"),
+        ({"extra": {"timeout": 0}}, "extra.timeout"),
+        ({"extra": {"max_retries": -1}}, "extra.max_retries"),
+        ({"extra": {"verify": "maybe"}}, "extra.verify"),
+    ],
+)
+def test_errors_name_the_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match=field.replace(".", r"\.")) as info:
+        make(**overrides)
+    assert "client-secret-xyz" not in str(info.value)
+
+
+def test_auth_type_error_lists_allowed_values() -> None:
+    with pytest.raises(ButlrConfigurationError, match="client_credentials, password"):
+        make(extra={"auth_type": "oauth"})
+
+
+def test_cache_key_holds_a_fingerprint_not_the_secret() -> None:
+    a, b = make(), make(password="another-secret")
+    assert a.cache_key != b.cache_key
+    assert "client-secret-xyz" not in json.dumps(a.cache_key)
+    assert "client-secret-xyz" not in repr(a)
+
+
+def test_ca_bundle() -> None:
+    assert make(extra={"ca_bundle": "/etc/ssl/custom.pem"}).verify == "/etc/ssl/custom.pem"
