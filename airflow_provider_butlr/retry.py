@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -87,7 +88,8 @@ class wait_retry_after_or_backoff(wait_base):
     """Honour the server's ``Retry-After`` (capped); otherwise exponential backoff with jitter."""
 
     def __init__(self, *, initial: float, maximum: float, retry_after_cap: float) -> None:
-        self._backoff = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._initial = initial
+        self._maximum = maximum
         self._cap = retry_after_cap
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
@@ -95,7 +97,9 @@ class wait_retry_after_or_backoff(wait_base):
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return float(min(retry_after, self._cap))
-        return float(self._backoff(retry_state))
+        exponent = min(retry_state.attempt_number - 1, 30)
+        backoff = min(self._maximum, self._initial * 2**exponent)
+        return backoff + random.uniform(0, min(self._initial, self._maximum))
 
 
 def describe(exc: BaseException | None) -> str:
