@@ -1,0 +1,67 @@
+"""Runtime configuration of the emulator (mutable while it runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_butlr.testing.seed import OrgSize
+
+DEFAULT_CLIENT_ID = "emulator-client-id"
+DEFAULT_CLIENT_SECRET = "emulator-client-secret-do-not-use"
+DEFAULT_USERNAME = "analyst@butlr-emulator.example"
+DEFAULT_PASSWORD = "emulator-password-do-not-use"
+DEFAULT_AUDIENCE = "https://butlrauth/"
+
+GRAPHQL_AUTH_ERROR_MODES = ("http", "graphql")
+EXPIRES_IN_MODES = ("present", "absent")
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything that shapes the emulator's behaviour; change fields at runtime to switch modes.
+
+    The time-series engine (``reporting_engine.py``) adds its own ``reporting_*`` fields here.
+    """
+
+    seed: int = 42
+    size: str | OrgSize = "small"
+    token_lifetime: int = 3600
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    username: str = DEFAULT_USERNAME
+    password: str = DEFAULT_PASSWORD
+    audience: str = DEFAULT_AUDIENCE
+    # Seconds added to every data request (GraphQL, reporting, stats), not to logins.
+    latency: float = 0.0
+    # "http": HTTP 401 for a bad bearer on GraphQL; "graphql": HTTP 200 + errors[0].extensions.code UNAUTHENTICATED.
+    graphql_auth_error_mode: str = "http"
+    # "absent" leaves expires_in out of login answers (clients must read the JWT exp claim).
+    expires_in_mode: str = "present"
+    # Largest request body accepted, in bytes (413 above).
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the allowed values."""
+        if self.graphql_auth_error_mode not in GRAPHQL_AUTH_ERROR_MODES:
+            raise ValueError(
+                f"graphql_auth_error_mode={self.graphql_auth_error_mode!r}; allowed: {GRAPHQL_AUTH_ERROR_MODES}"
+            )
+        if self.expires_in_mode not in EXPIRES_IN_MODES:
+            raise ValueError(f"expires_in_mode={self.expires_in_mode!r}; allowed: {EXPIRES_IN_MODES}")
+        if int(self.token_lifetime) <= 0:
+            raise ValueError(
+                f"token_lifetime must be a positive number of seconds, got {self.token_lifetime}"
+            )
+        if self.latency < 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {self.latency}")
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        """A copy with ``changes`` applied (unknown names raise TypeError naming them)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)

@@ -1,0 +1,189 @@
+"""``ButlrEmulator``: a real Butlr API server on 127.0.0.1 in a background thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import fields
+from types import TracebackType
+from typing import Any
+
+from airflow_provider_butlr.testing.api import ButlrAPI
+from airflow_provider_butlr.testing.auth import TokenAuthority
+from airflow_provider_butlr.testing.clock import EmulatorClock
+from airflow_provider_butlr.testing.config import EmulatorConfig
+from airflow_provider_butlr.testing.counters import Counters
+from airflow_provider_butlr.testing.faults import FaultSchedule
+from airflow_provider_butlr.testing.graphql_api import GraphQLService
+from airflow_provider_butlr.testing.model import Organization
+from airflow_provider_butlr.testing.seed import build_org
+from airflow_provider_butlr.testing.server import EmulatorHTTPServer
+from airflow_provider_butlr.testing.webhooks import WebhookStore
+
+CONFIG_FIELDS = frozenset(f.name for f in fields(EmulatorConfig))
+
+
+class ButlrEmulator:
+    """The emulated Butlr API. Use as a context manager, or call :meth:`start` / :meth:`stop`.
+
+    ``ButlrEmulator(port=0, seed=42, size="small", token_lifetime=3600, ...)``: keyword arguments
+    are :class:`EmulatorConfig` fields; pass ``config=`` to supply a whole config instead.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        config: EmulatorConfig | None = None,
+        clock: EmulatorClock | None = None,
+        **overrides: Any,
+    ) -> None:
+        unknown = sorted(set(overrides) - CONFIG_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown ButlrEmulator option(s) {unknown}; allowed: {sorted(CONFIG_FIELDS)}")
+        self.config = (
+            (config or EmulatorConfig()).replace(**overrides) if overrides else (config or EmulatorConfig())
+        )
+        self.host = host
+        self._requested_port = port
+        self.clock = clock or EmulatorClock()
+        self.counters = Counters()
+        self.faults = FaultSchedule()
+        self.authority = TokenAuthority()
+        self.org: Organization = build_org(self.config.seed, self.config.size, self.clock.timestamp())
+        self.webhooks = WebhookStore(self.org.id, self.config.seed)
+        self.graphql = GraphQLService(self.org, self.webhooks)
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> ButlrEmulator:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            raise RuntimeError("this ButlrEmulator is already running")
+        stopping = threading.Event()
+        api = ButlrAPI(
+            self.config,
+            self.clock,
+            self.counters,
+            self.faults,
+            self.authority,
+            self.org,
+            self.graphql,
+            stopping,
+        )
+        server = EmulatorHTTPServer((self.host, self._requested_port), api)
+        api.stopping = server.stopping
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="butlr-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection, join the threads (idempotent)."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close()
+        if thread is not None:
+            thread.join(5.0)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ButlrEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    # --- addresses and credentials ----------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() or use it as a context manager")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def client_id(self) -> str:
+        return self.config.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.config.client_secret
+
+    @property
+    def username(self) -> str:
+        return self.config.username
+
+    @property
+    def password(self) -> str:
+        return self.config.password
+
+    @property
+    def audience(self) -> str:
+        return self.config.audience
+
+    def connection_extra(
+        self, auth_type: str = "client_credentials", **extra_overrides: Any
+    ) -> dict[str, Any]:
+        """Airflow connection fields (conn_type/host/login/password/extra) pointing at this emulator.
+
+        ``host``, ``login`` and ``password`` in ``extra_overrides`` replace the top-level fields;
+        everything else goes into ``extra``.
+        """
+        password_grant = auth_type == "password"
+        fields_: dict[str, Any] = {
+            "conn_type": "butlr",
+            "host": self.url,
+            "login": self.username if password_grant else self.client_id,
+            "password": self.password if password_grant else self.client_secret,
+            "extra": {"audience": self.audience, "auth_type": auth_type},
+        }
+        for key in ("host", "login", "password"):
+            if key in extra_overrides:
+                fields_[key] = extra_overrides.pop(key)
+        fields_["extra"].update(extra_overrides)
+        return fields_
+
+    def connection_json(self, auth_type: str = "client_credentials", **extra_overrides: Any) -> str:
+        """:meth:`connection_extra` as the JSON value of an ``AIRFLOW_CONN_<ID>`` variable."""
+        return json.dumps(self.connection_extra(auth_type, **extra_overrides))
+
+    def connection_env(self, conn_id: str = "butlr_default", **overrides: Any) -> dict[str, str]:
+        """``{"AIRFLOW_CONN_<CONN_ID>": <json>}``, ready for ``os.environ.update`` / ``monkeypatch``."""
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(**overrides)}
+
+    # --- tokens ------------------------------------------------------------------------------------
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token ever issued, oldest first (for secret scans)."""
+        return self.authority.issued_tokens
+
+    def revoke_all_tokens(self) -> None:
+        self.authority.revoke_all()
+
+    def revoke_token(self, token: str) -> None:
+        self.authority.revoke(token)
+
+    def reset(self) -> None:
+        """Clear counters, faults and webhooks; back to real time. Tokens stay valid."""
+        self.counters.reset()
+        self.faults.clear()
+        self.webhooks.clear()
+        self.clock.reset()
+
+    def __repr__(self) -> str:
+        where = self.url if self.running else "stopped"
+        return f"ButlrEmulator({where}, seed={self.config.seed}, size={self.config.size!r})"

@@ -1,0 +1,143 @@
+"""Deterministic fault injection: which request gets which failure."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+FAULT_KINDS = frozenset(
+    {"status", "delay", "drop", "reset", "truncated_json", "empty_data", "graphql_partial", "unauthorized"}
+)
+
+
+@dataclass
+class FaultRule:
+    """One rule; see :meth:`FaultSchedule.add` for the meaning of each field."""
+
+    path: str
+    kind: str
+    status: int | None = None
+    retry_after: str | None = None
+    body: str | bytes | None = None
+    content_type: str | None = None
+    delay: float = 0.0
+    every: int | None = None
+    at_calls: frozenset[int] | None = None
+    times: int | None = None
+    rate: float | None = None
+    seed: int = 0
+    calls: int = 0
+    injected: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _schedule: FaultSchedule | None = field(default=None, repr=False)
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path)
+
+    def _fires(self) -> bool:
+        """Decide whether this rule injects on its current call (caller holds the lock)."""
+        if self.times is not None and self.injected >= self.times:
+            return False
+        if self.at_calls is not None:
+            hit = self.calls in self.at_calls
+        elif self.every is not None:
+            hit = self.calls % self.every == 0
+        elif self.rate is not None:
+            hit = self._rng.random() < self.rate
+        else:
+            hit = True
+        if hit:
+            self.injected += 1
+        return hit
+
+    def remove(self) -> None:
+        """Take this rule out of its schedule (no-op when already removed)."""
+        if self._schedule is not None:
+            self._schedule.remove(self)
+
+
+class FaultSchedule:
+    """The ordered list of active rules; the first rule that fires for a request wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+
+    def add(
+        self,
+        path: str = "/api/v3/reporting",
+        kind: str = "status",
+        status: int | None = None,
+        retry_after: str | int | float | None = None,
+        body: str | bytes | None = None,
+        content_type: str | None = None,
+        delay: float = 0.0,
+        every: int | None = None,
+        at_calls: Iterable[int] | None = None,
+        times: int | None = None,
+        rate: float | None = None,
+        seed: int = 0,
+    ) -> FaultRule:
+        """Inject ``kind`` on requests whose path starts with ``path`` ("" = every path).
+
+        Selection: ``at_calls`` (1-based numbers of matching calls since the rule was added),
+        ``every`` (every n-th matching call), ``rate`` (probability, seeded and reproducible),
+        none = every matching call; ``times`` caps the number of injections.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; allowed: {', '.join(sorted(FAULT_KINDS))}")
+        if kind == "status" and status is None:
+            raise ValueError("fault kind 'status' needs status=<HTTP code>, e.g. status=503")
+        if every is not None and every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be between 0 and 1, got {rate}")
+        if sum(x is not None for x in (every, at_calls, rate)) > 1:
+            raise ValueError("give at most one of at_calls, every, rate")
+        rule = FaultRule(
+            path=path,
+            kind=kind,
+            status=status,
+            retry_after=None if retry_after is None else str(retry_after),
+            body=body,
+            content_type=content_type,
+            delay=delay,
+            every=every,
+            at_calls=None if at_calls is None else frozenset(at_calls),
+            times=times,
+            rate=rate,
+            seed=seed,
+            _rng=random.Random(seed),
+        )
+        rule._schedule = self
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def remove(self, rule: FaultRule) -> None:
+        with self._lock:
+            if rule in self._rules:
+                self._rules.remove(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    @property
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules)
+
+    def select(self, path: str) -> FaultRule | None:
+        """Count this call against every matching rule; return the first rule that fires."""
+        chosen: FaultRule | None = None
+        with self._lock:
+            for rule in self._rules:
+                if not rule.matches(path):
+                    continue
+                rule.calls += 1
+                if chosen is None and rule._fires():
+                    chosen = rule
+        return chosen
