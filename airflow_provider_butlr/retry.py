@@ -19,6 +19,14 @@ import requests
 import tenacity
 from tenacity.wait import wait_base
 
+from airflow_provider_butlr.exceptions import (
+    ButlrAPIError,
+    ButlrAuthError,
+    ButlrDataError,
+    ButlrError,
+    ButlrRateLimitError,
+)
+
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -161,3 +169,34 @@ class RetryPolicy:
     def async_retrying(self, label: str) -> tenacity.AsyncRetrying:
         """The async twin, for the trigger's httpx client."""
         return tenacity.AsyncRetrying(**self._kwargs(label))
+
+
+def give_up_error(
+    exc: BaseException, *, method: str, endpoint: str, attempts: int, max_retries: int
+) -> BaseException:
+    """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient).
+
+    Shared by the sync hook and the async hook, so both report an exhausted budget the same way.
+    """
+    if isinstance(exc, ButlrError) or not is_transient(exc):
+        return exc
+    message = (
+        f"Butlr {method} {endpoint} failed after {attempts} attempt(s) "
+        f"({max_retries} retries allowed): {describe(exc)}"
+    )
+    if isinstance(exc, TransientHTTPError) and exc.status == 429:
+        return ButlrRateLimitError(
+            message, retry_after=exc.retry_after, status=429, method=method, endpoint=endpoint, attempts=attempts
+        )
+    if isinstance(exc, TransientHTTPError):
+        return ButlrAPIError(message, status=exc.status, method=method, endpoint=endpoint, attempts=attempts)
+    if isinstance(exc, TransientDataError):
+        return ButlrDataError(message)
+    return ButlrAPIError(message, method=method, endpoint=endpoint, attempts=attempts)
+
+
+def status_error(status: int, detail: str, *, method: str, endpoint: str) -> ButlrAPIError:
+    """The error for a final (non-retryable) 4xx/5xx answer: ButlrAuthError for 401/403."""
+    message = f"Butlr {method} {endpoint} failed with HTTP {status}" + (f": {detail}" if detail else "")
+    error_cls = ButlrAuthError if status in (401, 403) else ButlrAPIError
+    return error_cls(message, status=status, method=method, endpoint=endpoint, body=detail)

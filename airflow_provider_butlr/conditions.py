@@ -1,0 +1,596 @@
+"""Declarative poll plans: what to request and when the answer counts as "done".
+
+A :class:`PollPlan` is plain JSON (``to_dict`` / ``from_dict``), so a sensor can hand it to the
+deferrable trigger. The sensor (on the worker, sync) and the trigger (in the triggerer, async) both
+call :meth:`PollPlan.gate`, :meth:`PollPlan.render` and :meth:`PollPlan.evaluate`: one evaluation,
+two transports. Everything here is pure: no network, no Airflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+import statistics
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeGuard
+
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrGraphQLError
+
+COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+QUANTIFIERS = ("all", "any")
+ASSET_KEYS = ("space_id", "room_id", "zone_id", "sensor_id", "tag_id", "building_id")
+MAX_LISTED = 10  # how many offending assets/windows a message or summary names
+
+
+# --- time helpers -----------------------------------------------------------------------------
+
+
+def parse_instant(value: Any, *, name: str = "time") -> float:
+    """Unix seconds from an aware datetime, an RFC3339 string (``Z`` allowed) or a number."""
+    if isinstance(value, bool):
+        raise ButlrConfigurationError(f"{name} {value!r} is not a time")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise ButlrConfigurationError(
+                f"{name} {value!r} is not an RFC3339 time such as 2025-11-10T00:00:00Z"
+            ) from None
+    else:
+        raise ButlrConfigurationError(f"{name} {value!r} is not a time (RFC3339 string or datetime)")
+    if moment.tzinfo is None:
+        raise ButlrConfigurationError(f"{name} {value!r} has no timezone; give an offset or a trailing Z")
+    return moment.timestamp()
+
+
+def rfc3339(seconds: float) -> str:
+    """``2025-11-10T00:00:00Z`` (whole seconds, UTC): the form Butlr's reporting API expects."""
+    return datetime.fromtimestamp(math.floor(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration_text(seconds: float) -> str:
+    """A Butlr window duration: ``1m``, ``5m``, ``1h``, ``1d`` (or seconds when nothing fits)."""
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+# --- verdicts and response rows ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one evaluation; ``details`` is small JSON (it travels in trigger events)."""
+
+    met: bool
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"met": self.met, "message": self.message, "details": self.details}
+
+
+def iter_rows(payload: Any) -> Iterator[dict[str, Any]]:
+    """Every reporting row in a response of shape A (flat list) or C (nested, raw leaves).
+
+    Shape B (nested statistics) carries no rows and yields nothing.
+    """
+    node = payload.get("data") if isinstance(payload, Mapping) and "data" in payload else payload
+    yield from _walk_rows(node)
+
+
+def _walk_rows(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict) and ("value" in item or "time" in item):
+                yield item
+            else:
+                yield from _walk_rows(item)
+    elif isinstance(node, Mapping):
+        for value in node.values():
+            yield from _walk_rows(value)
+
+
+def raise_for_payload_errors(endpoint: str, payload: Any) -> None:
+    """A GraphQL answer with ``errors`` is a failed poll, even with partial data (as the hook treats it)."""
+    if not endpoint.rstrip("/").endswith("/graphql") or not isinstance(payload, Mapping):
+        return
+    errors = payload.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        text = first.get("message", "") if isinstance(first, Mapping) else str(first)
+        raise ButlrGraphQLError(
+            f"Butlr GraphQL returned {len(errors) if isinstance(errors, list) else 1} error(s): {text}"[:300],
+            errors=errors if isinstance(errors, list) else [errors],
+            data=payload.get("data"),
+            method="POST",
+            endpoint=endpoint,
+        )
+
+
+def _row_time(row: Mapping[str, Any]) -> float | None:
+    try:
+        return parse_instant(row.get("time"))
+    except ButlrConfigurationError:
+        return None
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- conditions -------------------------------------------------------------------------------
+
+
+class Condition(ABC):
+    """One declarative check; subclasses are dataclasses whose fields are JSON primitives."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}  # type: ignore[call-overload]
+
+    def gate(self, now: float) -> Verdict | None:
+        """A "not yet" that needs no request (e.g. a grace period still running); None = go ahead."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        """Judge the responses of one poll (one per request of the plan, in order)."""
+
+    @abstractmethod
+    def validate(self, where: str) -> None:
+        """Raise ButlrConfigurationError naming ``where`` (e.g. ``conditions[0]``) and the field."""
+
+
+def _check_op(op: Any, where: str) -> None:
+    if op not in COMPARATORS:
+        raise ButlrConfigurationError(f"{where}.op {op!r} is not one of {', '.join(COMPARATORS)}")
+
+
+def _check_asset_key(key: Any, where: str) -> None:
+    if key not in ASSET_KEYS:
+        raise ButlrConfigurationError(f"{where}.asset_key {key!r} is not one of {', '.join(ASSET_KEYS)}")
+
+
+def _check_ids(ids: Any, where: str) -> None:
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ButlrConfigurationError(f"{where}.asset_ids must be a non-empty list of Butlr ids, got {ids!r}")
+
+
+def _check_fraction(value: Any, where: str, name: str) -> None:
+    if value is not None and (not _is_number(value) or not 0 <= value <= 1):
+        raise ButlrConfigurationError(f"{where}.{name} {value!r} must be a number between 0 and 1, or null")
+
+
+@dataclass
+class ValueAt(Condition):
+    """The value at ``path`` (dots; list indexes; ``*`` for every item) compares to ``value``.
+
+    ``path`` ``data.*.value`` with ``quantifier`` ``all`` means "every row's value"; a missing path
+    (or no match for ``*``) is "not met". ``request`` picks the response (plan order, from 0).
+    """
+
+    kind: ClassVar[str] = "value_at"
+    path: str
+    op: str
+    value: Any
+    quantifier: str = "all"
+    request: int = 0
+
+    def validate(self, where: str) -> None:
+        _check_op(self.op, where)
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise ButlrConfigurationError(f"{where}.path must be a dotted path such as data.0.value")
+        if self.quantifier not in QUANTIFIERS:
+            raise ButlrConfigurationError(
+                f"{where}.quantifier {self.quantifier!r} is not one of {', '.join(QUANTIFIERS)}"
+            )
+        if not isinstance(self.request, int) or self.request < 0:
+            raise ButlrConfigurationError(f"{where}.request {self.request!r} must be an index >= 0")
+
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        if self.request >= len(responses):
+            return Verdict(False, f"no response number {self.request} to read {self.path} from")
+        found = list(_select(responses[self.request], self.path.split(".")))
+        if not found:
+            return Verdict(False, f"{self.path} is absent from the response", {"path": self.path})
+        compare = COMPARATORS[self.op]
+        results = []
+        for item in found:
+            try:
+                results.append(bool(compare(item, self.value)))
+            except TypeError:
+                results.append(False)
+        met = all(results) if self.quantifier == "all" else any(results)
+        shown = found[0] if len(found) == 1 else f"{sum(results)} of {len(found)} values"
+        return Verdict(
+            met,
+            f"{self.path} {'satisfies' if met else 'does not satisfy'} {self.op} {self.value!r} ({shown})",
+            {"path": self.path, "matched": sum(results), "values": len(found)},
+        )
+
+
+def _select(node: Any, parts: list[str]) -> Iterator[Any]:
+    if not parts:
+        yield node
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else []
+        for child in children:
+            yield from _select(child, rest)
+    elif isinstance(node, Mapping) and head in node:
+        yield from _select(node[head], rest)
+    elif isinstance(node, list) and head.lstrip("-").isdigit() and -len(node) <= int(head) < len(node):
+        yield from _select(node[int(head)], rest)
+
+
+def _quality_problems(
+    rows: list[dict[str, Any]], max_null: float | None, asset_key: str | None
+) -> list[dict[str, Any]]:
+    """Rows flagged ``data_incomplete`` (or with ``null_percentage`` above ``max_null``)."""
+    problems = []
+    for row in rows:
+        null_pct = row.get("null_percentage")
+        too_many_nulls = max_null is not None and _is_number(null_pct) and null_pct > max_null
+        if row.get("data_incomplete") is True or too_many_nulls:
+            problems.append(
+                {
+                    "asset_id": row.get(asset_key) if asset_key else None,
+                    "time": row.get("time"),
+                    "data_incomplete": row.get("data_incomplete"),
+                    "null_percentage": null_pct,
+                }
+            )
+    return problems
+
+
+@dataclass
+class RowsComplete(Condition):
+    """Every row has ``data_incomplete`` false (and ``null_percentage`` <= the limit, when set)."""
+
+    kind: ClassVar[str] = "rows_complete"
+    max_null_percentage: float | None = None
+    min_rows: int = 1
+
+    def validate(self, where: str) -> None:
+        _check_fraction(self.max_null_percentage, where, "max_null_percentage")
+        if not isinstance(self.min_rows, int) or self.min_rows < 0:
+            raise ButlrConfigurationError(f"{where}.min_rows {self.min_rows!r} must be a whole number >= 0")
+
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        rows = [row for payload in responses for row in iter_rows(payload)]
+        if len(rows) < self.min_rows:
+            return Verdict(False, f"{len(rows)} row(s) returned, at least {self.min_rows} expected")
+        problems = _quality_problems(rows, self.max_null_percentage, None)
+        details = {"rows": len(rows), "incomplete_windows": len(problems), "examples": problems[:MAX_LISTED]}
+        if problems:
+            return Verdict(False, f"{len(problems)} of {len(rows)} row(s) are incomplete", details)
+        return Verdict(True, f"all {len(rows)} row(s) are complete", details)
+
+
+@dataclass
+class DataComplete(Condition):
+    """Butlr's data for ``[window_start, window_end)`` is final for every asset in ``asset_ids``.
+
+    (a) now >= window_end + grace_seconds (checked without a request); (b) every asset has a window
+    starting at or after ``window_end - interval_seconds``; (c) no window is ``data_incomplete`` (or
+    has ``null_percentage`` above ``max_null_percentage``, when set).
+    """
+
+    kind: ClassVar[str] = "data_complete"
+    window_start: str
+    window_end: str
+    asset_key: str
+    asset_ids: list[str]
+    grace_seconds: float = 900.0
+    interval_seconds: float = 300.0
+    max_null_percentage: float | None = None
+
+    def validate(self, where: str) -> None:
+        start = parse_instant(self.window_start, name=f"{where}.window_start")
+        end = parse_instant(self.window_end, name=f"{where}.window_end")
+        if end <= start:
+            raise ButlrConfigurationError(
+                f"{where}.window_end {self.window_end} must be after window_start {self.window_start}"
+            )
+        _check_asset_key(self.asset_key, where)
+        _check_ids(self.asset_ids, where)
+        if not _is_number(self.grace_seconds) or self.grace_seconds < 0:
+            raise ButlrConfigurationError(f"{where}.grace_seconds {self.grace_seconds!r} must be >= 0")
+        if not _is_number(self.interval_seconds) or self.interval_seconds <= 0:
+            raise ButlrConfigurationError(f"{where}.interval_seconds {self.interval_seconds!r} must be > 0")
+        _check_fraction(self.max_null_percentage, where, "max_null_percentage")
+
+    @property
+    def ready_at(self) -> float:
+        return parse_instant(self.window_end) + float(self.grace_seconds)
+
+    def gate(self, now: float) -> Verdict | None:
+        if now >= self.ready_at:
+            return None
+        return Verdict(
+            False,
+            f"window ends {self.window_end}; waiting for the {self.grace_seconds:g} s grace period "
+            f"(until {rfc3339(self.ready_at)})",
+            {"ready_at": rfc3339(self.ready_at)},
+        )
+
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        start, end = parse_instant(self.window_start), parse_instant(self.window_end)
+        last_expected = end - float(self.interval_seconds)
+        rows = []
+        latest: dict[str, float] = {}
+        for payload in responses:
+            for row in iter_rows(payload):
+                when = _row_time(row)
+                if when is None or not start <= when < end:
+                    continue
+                rows.append(row)
+                asset = row.get(self.asset_key)
+                if isinstance(asset, str):
+                    latest[asset] = max(when, latest.get(asset, when))
+        lagging = [a for a in self.asset_ids if latest.get(a, -math.inf) < last_expected]
+        problems = _quality_problems(rows, self.max_null_percentage, self.asset_key)
+        details: dict[str, Any] = {
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "assets_checked": len(self.asset_ids),
+            "windows_checked": len(rows),
+            "assets_without_final_window": lagging[:MAX_LISTED],
+            "incomplete_windows": len(problems),
+            "incomplete_examples": problems[:MAX_LISTED],
+            "checked_at": rfc3339(now),
+        }
+        if lagging:
+            return Verdict(
+                False,
+                f"{len(lagging)} of {len(self.asset_ids)} asset(s) have no data up to "
+                f"{self.window_end}: {', '.join(lagging[:MAX_LISTED])}",
+                details,
+            )
+        if problems:
+            return Verdict(
+                False,
+                f"{len(problems)} window(s) are still incomplete, e.g. {problems[0]['asset_id']} at "
+                f"{problems[0]['time']}",
+                details,
+            )
+        return Verdict(
+            True,
+            f"data for {self.window_start} to {self.window_end} is complete for {len(self.asset_ids)} asset(s)",
+            details,
+        )
+
+
+@dataclass
+class Occupancy(Condition):
+    """Current occupancy per asset (median of the returned windows) compares to ``threshold``.
+
+    With several responses (presence and traffic), an asset's occupancy is the highest of their
+    medians, as Butlr's own tools do. ``threshold`` is a number or ``{asset_id: number}``;
+    ``match`` ``all`` needs every asset to pass, ``any`` one. An asset without data never passes.
+    """
+
+    kind: ClassVar[str] = "occupancy"
+    asset_key: str
+    asset_ids: list[str]
+    op: str
+    threshold: Any
+    match: str = "all"
+
+    def validate(self, where: str) -> None:
+        _check_asset_key(self.asset_key, where)
+        _check_ids(self.asset_ids, where)
+        _check_op(self.op, where)
+        if self.match not in QUANTIFIERS:
+            raise ButlrConfigurationError(
+                f"{where}.match {self.match!r} is not one of {', '.join(QUANTIFIERS)}"
+            )
+        if isinstance(self.threshold, Mapping):
+            missing = [a for a in self.asset_ids if not _is_number(self.threshold.get(a))]
+            if missing:
+                raise ButlrConfigurationError(
+                    f"{where}.threshold has no number for asset(s) {', '.join(missing[:MAX_LISTED])}"
+                )
+        elif not _is_number(self.threshold):
+            raise ButlrConfigurationError(
+                f"{where}.threshold {self.threshold!r} must be a number or a mapping of asset id to number"
+            )
+
+    def _limit(self, asset: str) -> float:
+        return float(self.threshold[asset] if isinstance(self.threshold, Mapping) else self.threshold)
+
+    def occupancy(self, responses: Sequence[Any]) -> dict[str, float]:
+        """Median per asset and response, then the highest across responses."""
+        wanted = set(self.asset_ids)
+        result: dict[str, float] = {}
+        for payload in responses:
+            values: dict[str, list[float]] = {}
+            for row in iter_rows(payload):
+                asset, value = row.get(self.asset_key), row.get("value")
+                if asset in wanted and _is_number(value):
+                    values.setdefault(asset, []).append(float(value))
+            for asset, series in values.items():
+                result[asset] = max(statistics.median(series), result.get(asset, -math.inf))
+        return result
+
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        current = self.occupancy(responses)
+        compare = COMPARATORS[self.op]
+        passing = [a for a in self.asset_ids if a in current and compare(current[a], self._limit(a))]
+        unknown = [a for a in self.asset_ids if a not in current]
+        met = len(passing) == len(self.asset_ids) if self.match == "all" else bool(passing)
+        details = {
+            "occupancy": {a: current[a] for a in self.asset_ids if a in current},
+            "op": self.op,
+            "threshold": self.threshold,
+            "match": self.match,
+            "passing": passing[:MAX_LISTED],
+            "without_data": unknown[:MAX_LISTED],
+        }
+        summary = (
+            f"{len(passing)} of {len(self.asset_ids)} asset(s) have occupancy {self.op} {self.threshold}"
+        )
+        if unknown:
+            summary += f"; no recent data for {', '.join(unknown[:MAX_LISTED])}"
+        return Verdict(met, summary, details)
+
+
+CONDITION_TYPES: dict[str, type[Condition]] = {
+    cls.kind: cls for cls in (ValueAt, RowsComplete, DataComplete, Occupancy)
+}
+
+
+def condition_from_dict(spec: Any, where: str = "condition") -> Condition:
+    """Build and validate a condition from its JSON form ``{"type": ..., ...}``."""
+    if isinstance(spec, Condition):
+        spec.validate(where)
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ButlrConfigurationError(f"{where} must be a mapping with a 'type', got {type(spec).__name__}")
+    kind = spec.get("type")
+    cls = CONDITION_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ButlrConfigurationError(f"{where}.type {kind!r} is not one of {', '.join(CONDITION_TYPES)}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(spec) - known - {"type"})
+    if unknown:
+        raise ButlrConfigurationError(
+            f"{where} ({kind}) has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+        )
+    try:
+        condition = cls(**{k: v for k, v in spec.items() if k != "type"})
+    except TypeError as err:
+        raise ButlrConfigurationError(f"{where} ({kind}): {err}") from None
+    condition.validate(where)
+    return condition
+
+
+# --- requests and plans -----------------------------------------------------------------------
+
+
+@dataclass
+class PollRequest:
+    """One API call of a poll. With ``lookback_seconds``, ``filter.start``/``stop`` are set at each
+    poll to the latest ``lookback_seconds`` ending at the last whole ``align_seconds`` boundary."""
+
+    endpoint: str
+    method: str = "POST"
+    json: Any = None
+    params: dict[str, Any] | None = None
+    lookback_seconds: float | None = None
+    align_seconds: float = 60.0
+
+    def validate(self, where: str) -> None:
+        if not isinstance(self.endpoint, str) or not self.endpoint.strip():
+            raise ButlrConfigurationError(f"{where}.endpoint must be an API path such as /api/v3/reporting")
+        if self.method.upper() not in ("GET", "POST"):
+            raise ButlrConfigurationError(f"{where}.method {self.method!r} is not one of GET, POST")
+        if self.lookback_seconds is not None:
+            if not _is_number(self.lookback_seconds) or self.lookback_seconds <= 0:
+                raise ButlrConfigurationError(
+                    f"{where}.lookback_seconds must be > 0, got {self.lookback_seconds!r}"
+                )
+            if not isinstance(self.json, Mapping) or not isinstance(self.json.get("filter"), Mapping):
+                raise ButlrConfigurationError(
+                    f"{where}.lookback_seconds needs a reporting body with a 'filter'"
+                )
+
+    def render(self, now: float) -> PollRequest:
+        """The request as sent at ``now`` (relative time range resolved to absolute RFC3339)."""
+        if self.lookback_seconds is None:
+            return self
+        body = copy.deepcopy(self.json)
+        align = max(float(self.align_seconds), 1.0)
+        stop = math.floor(now / align) * align
+        body["filter"]["start"] = rfc3339(stop - float(self.lookback_seconds))
+        body["filter"]["stop"] = rfc3339(stop)
+        return PollRequest(self.endpoint, self.method, body, self.params, None, self.align_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PollPlan:
+    """The requests of one poll and the conditions that must all hold."""
+
+    requests: list[PollRequest]
+    conditions: list[Condition] = field(default_factory=list)
+
+    def validate(self) -> PollPlan:
+        if not self.requests:
+            raise ButlrConfigurationError("a poll needs at least one request (endpoint)")
+        for i, request in enumerate(self.requests):
+            request.validate(f"requests[{i}]")
+        for i, condition in enumerate(self.conditions):
+            condition.validate(f"conditions[{i}]")
+        return self
+
+    def gate(self, now: float) -> Verdict | None:
+        """The first condition that says "not yet" without a request, if any."""
+        for condition in self.conditions:
+            verdict = condition.gate(now)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def render(self, now: float) -> list[PollRequest]:
+        return [request.render(now) for request in self.requests]
+
+    def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
+        """All conditions must hold; no conditions = any successful answer is enough."""
+        verdicts = [condition.evaluate(responses, now) for condition in self.conditions]
+        failed = [v for v in verdicts if not v.met]
+        details = (
+            verdicts[0].details if len(verdicts) == 1 else {"conditions": [v.to_dict() for v in verdicts]}
+        )
+        if failed:
+            return Verdict(False, "; ".join(v.message for v in failed), details)
+        message = "; ".join(v.message for v in verdicts) or "the API answered"
+        return Verdict(True, message, details)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": [r.to_dict() for r in self.requests],
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> PollPlan:
+        requests = spec.get("requests")
+        if not isinstance(requests, list):
+            raise ButlrConfigurationError("plan.requests must be a list of requests")
+        conditions = spec.get("conditions") or []
+        built = []
+        for i, request in enumerate(requests):
+            if not isinstance(request, Mapping):
+                raise ButlrConfigurationError(f"requests[{i}] must be a mapping")
+            known = {f.name for f in fields(PollRequest)}
+            unknown = sorted(set(request) - known)
+            if unknown:
+                raise ButlrConfigurationError(f"requests[{i}] has unknown field(s) {', '.join(unknown)}")
+            built.append(PollRequest(**request))
+        return cls(
+            built, [condition_from_dict(c, f"conditions[{i}]") for i, c in enumerate(conditions)]
+        ).validate()

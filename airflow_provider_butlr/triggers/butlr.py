@@ -1,0 +1,246 @@
+"""ButlrTrigger: poll a Butlr endpoint asynchronously until a declarative plan is met.
+
+Rules (each one a bug seen in other providers): kwargs are JSON primitives; the trigger sleeps
+``poll_interval`` after every non-terminal outcome, errors included (no hot loop); consecutive
+failures have a budget; an absolute ``deadline`` ends the wait; exactly one terminal event
+``{"status": "success" | "error" | "timeout", "message": ..., ...}``; no token or secret in kwargs or
+events; the httpx client is closed on every exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_butlr.conditions import PollPlan, Verdict, raise_for_payload_errors, rfc3339
+from airflow_provider_butlr.exceptions import (
+    ButlrAPIError,
+    ButlrAuthError,
+    ButlrConfigurationError,
+    ButlrError,
+)
+from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
+from airflow_provider_butlr.retry import describe, is_transient
+
+EVENT_STATUSES = ("success", "error", "timeout")
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+# 4xx answers that may heal by themselves; any other 4xx means the request itself is wrong.
+HEALING_CLIENT_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Errors another poll cannot fix: bad configuration, a 4xx the request itself caused, or a bug.
+
+    Exhausted retries (5xx, network), auth refusals and unreadable answers count against the
+    failure budget instead: they may heal before the deadline.
+    """
+    if isinstance(exc, ButlrConfigurationError):
+        return True
+    if isinstance(exc, ButlrAPIError) and not isinstance(exc, ButlrAuthError):
+        status = exc.status
+        return status is not None and 400 <= status < 500 and status not in HEALING_CLIENT_STATUSES
+    if isinstance(exc, ButlrError):
+        return False
+    return not is_transient(exc)
+
+
+async def poll_once(hook: ButlrAsyncHook, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
+    """One poll: the plan's gate, else its requests (in order) and their evaluation."""
+    gate = plan.gate(now)
+    if gate is not None:
+        return gate, []
+    responses = []
+    for request in plan.render(now):
+        payload = await hook.arequest_json(
+            request.method, request.endpoint, json=request.json, params=request.params
+        )
+        raise_for_payload_errors(request.endpoint, payload)
+        responses.append(payload)
+    return plan.evaluate(responses, time.time()), responses
+
+
+class ButlrTrigger(BaseTrigger):
+    """Poll until ``plan`` is met, the ``deadline`` passes, or the failure budget is spent.
+
+    :param plan: a :class:`~airflow_provider_butlr.conditions.PollPlan` as a dict (``to_dict()``).
+    :param deadline: absolute end of the wait, Unix seconds (from the sensor's ``timeout``).
+    :param butlr_conn_id: the ``butlr`` connection.
+    :param poll_interval: seconds between polls; also the wait after a failed poll.
+    :param exponential_backoff: double the interval after every unsuccessful poll, up to ``max_poll_interval``.
+    :param max_poll_interval: longest interval with ``exponential_backoff`` (default: 1 hour).
+    :param max_consecutive_failures: failed polls in a row before an ``error`` event.
+    :param max_retries: retries inside one poll (429/5xx/network); None = the connection's.
+    :param return_responses: put the responses of the successful poll in the event (for a worker-side
+        ``response_check``); refused when they exceed ``max_response_bytes``.
+    :param max_response_bytes: size limit of the returned responses, as JSON.
+    :param retry_wait_initial: first backoff wait inside one poll, seconds.
+    :param retry_wait_max: longest backoff wait inside one poll, seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan: dict[str, Any],
+        deadline: float,
+        butlr_conn_id: str = "butlr_default",
+        poll_interval: float = 60.0,
+        exponential_backoff: bool = False,
+        max_poll_interval: float | None = None,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        max_retries: int | None = None,
+        return_responses: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry_wait_initial: float = 0.5,
+        retry_wait_max: float = 30.0,
+    ) -> None:
+        super().__init__()
+        if poll_interval <= 0:
+            raise ButlrConfigurationError(f"poll_interval {poll_interval!r} must be > 0 seconds")
+        if max_consecutive_failures < 1:
+            raise ButlrConfigurationError(
+                f"max_consecutive_failures {max_consecutive_failures!r} must be >= 1"
+            )
+        PollPlan.from_dict(plan)  # validate early: a bad plan fails at defer time, on the worker
+        self.plan = plan
+        self.deadline = float(deadline)
+        self.butlr_conn_id = butlr_conn_id
+        self.poll_interval = float(poll_interval)
+        self.exponential_backoff = exponential_backoff
+        self.max_poll_interval = max_poll_interval
+        self.max_consecutive_failures = max_consecutive_failures
+        self.max_retries = max_retries
+        self.return_responses = return_responses
+        self.max_response_bytes = max_response_bytes
+        self.retry_wait_initial = retry_wait_initial
+        self.retry_wait_max = retry_wait_max
+        self._hook: ButlrAsyncHook | None = None
+        self.polls = 0  # polls made by run() (gate-only polls included)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "plan": self.plan,
+                "deadline": self.deadline,
+                "butlr_conn_id": self.butlr_conn_id,
+                "poll_interval": self.poll_interval,
+                "exponential_backoff": self.exponential_backoff,
+                "max_poll_interval": self.max_poll_interval,
+                "max_consecutive_failures": self.max_consecutive_failures,
+                "max_retries": self.max_retries,
+                "return_responses": self.return_responses,
+                "max_response_bytes": self.max_response_bytes,
+                "retry_wait_initial": self.retry_wait_initial,
+                "retry_wait_max": self.retry_wait_max,
+            },
+        )
+
+    def _interval(self, unsuccessful_polls: int) -> float:
+        if not self.exponential_backoff:
+            return self.poll_interval
+        ceiling = self.max_poll_interval or 3600.0
+        return float(
+            min(self.poll_interval * 2 ** max(unsuccessful_polls - 1, 0), max(ceiling, self.poll_interval))
+        )
+
+    def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, "message": message, "polls": self.polls, **extra})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep, poll, judge; repeat until one terminal event (the sensor checked before deferring)."""
+        plan = PollPlan.from_dict(self.plan)
+        failures = 0
+        unsuccessful = 0
+        last_message = "no poll made yet"
+        hook = ButlrAsyncHook(
+            self.butlr_conn_id,
+            max_retries=self.max_retries,
+            retry_wait_initial=self.retry_wait_initial,
+            retry_wait_max=self.retry_wait_max,
+        )
+        self._hook = hook
+        try:
+            async with hook:
+                while True:
+                    remaining = self.deadline - time.time()
+                    if remaining > 0:
+                        await asyncio.sleep(min(self._interval(unsuccessful), remaining))
+                    if time.time() >= self.deadline:
+                        yield self._event(
+                            "timeout",
+                            f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "
+                            f"after {self.polls} poll(s); last result: {last_message}",
+                        )
+                        return
+                    self.polls += 1
+                    try:
+                        verdict, responses = await poll_once(hook, plan, time.time())
+                    except Exception as exc:
+                        if is_permanent(exc):
+                            yield self._event(
+                                "error", f"Butlr poll failed and cannot recover: {_describe(exc)}"
+                            )
+                            return
+                        failures += 1
+                        unsuccessful += 1
+                        last_message = f"poll failed: {_describe(exc)}"
+                        self.log.warning(
+                            "Butlr poll %d failed (%d of %d consecutive failures allowed): %s",
+                            self.polls,
+                            failures,
+                            self.max_consecutive_failures,
+                            _describe(exc),
+                        )
+                        if failures >= self.max_consecutive_failures:
+                            yield self._event(
+                                "error",
+                                f"Butlr poll failed {failures} time(s) in a row; last error: {_describe(exc)}",
+                            )
+                            return
+                        continue
+                    failures = 0
+                    if verdict.met:
+                        yield self._success(verdict, responses)
+                        return
+                    unsuccessful += 1
+                    last_message = verdict.message
+                    self.log.info("Butlr condition not met yet (poll %d): %s", self.polls, verdict.message)
+        except Exception as exc:  # the connection could not be read, or the client not opened
+            yield self._event("error", f"Butlr trigger could not start: {_describe(exc)}")
+        finally:
+            self._hook = None
+
+    def _success(self, verdict: Verdict, responses: list[Any]) -> TriggerEvent:
+        extra: dict[str, Any] = {"summary": verdict.details}
+        if self.return_responses:
+            size = len(json.dumps(responses, default=str))
+            if size > self.max_response_bytes:
+                return self._event(
+                    "error",
+                    f"Butlr response is {size} bytes, above max_response_bytes={self.max_response_bytes}; "
+                    "narrow the request or use declarative conditions instead of a response_check",
+                )
+            extra["responses"] = responses
+        return self._event("success", verdict.message, **extra)
+
+    async def cleanup(self) -> None:
+        """Release the httpx client on every exit (completion, cancellation, triggerer restart)."""
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            await hook.aclose()
+
+    async def on_kill(self) -> None:
+        """Nothing runs remotely: a Butlr poll is a read; just release the client."""
+        await self.cleanup()
+
+
+def _describe(exc: BaseException) -> str:
+    """Short and secret-free: ButlrError messages are already sanitised; others get their type."""
+    text = str(exc) if isinstance(exc, ButlrError) else describe(exc)
+    return " ".join(text.split())[:400]
