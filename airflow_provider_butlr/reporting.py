@@ -1,0 +1,919 @@
+"""Pure functions for the Butlr reporting and stats APIs: validate, build bodies, split, flatten.
+
+No I/O here. The hook and the export engine (``export.py``) call these; every function is unit-tested
+on its own. Errors are :class:`ButlrConfigurationError` (also a ``ValueError``) naming the argument
+and the allowed values.
+
+API traps handled here (see the Butlr API reference, section 3):
+
+* floors are filtered with the key ``spaces`` (ids ``space_...``);
+* ``calibrated`` is a *string* (``"true"``/``"raw"``/``"false"``), valid only with the two
+  traffic-based occupancy measurements;
+* zero values are dropped unless ``filter.value.gte = 0`` (with ``window.create_empty``);
+* start/stop must be absolute RFC3339 times; windows align to ``window.timezone``;
+* the ``measurement``/``field`` inside response rows are internal names: rows keep the *requested*
+  measurement name instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
+
+REPORTING_PATH = "/api/v3/reporting"
+STATS_PATH = "/api/v4/reporting/stats"
+
+Row = dict[str, Any]
+
+# --- asset kinds ------------------------------------------------------------------------------
+
+# User-facing asset kind -> (reporting filter key, accepted id prefixes).
+ASSET_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "floors": ("spaces", ("space_",)),
+    "rooms": ("rooms", ("room_",)),
+    "zones": ("zones", ("zone_",)),
+    "tags": ("tags", ("tag_",)),
+    "buildings": ("buildings", ("building_",)),
+    "sensors": ("sensors", ("sensor_",)),
+    "hives": ("hives", ("hive_",)),
+}
+# Kinds that are never sent to the reporting API but resolved through the topology.
+CONTAINER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "sites": ("site_",),
+    **{k: v[1] for k, v in ASSET_KINDS.items()},
+}
+_PREFIX_KIND = {prefix: kind for kind, prefixes in CONTAINER_PREFIXES.items() for prefix in prefixes}
+
+# --- measurements ------------------------------------------------------------------------------
+
+# Requested measurement -> (asset kinds accepted as a filter, natural kind first; the row's asset kind).
+MEASUREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "floor_occupancy": (("floors", "tags"), "floors"),
+    "room_occupancy": (("rooms", "tags"), "rooms"),
+    "zone_occupancy": (("zones", "tags"), "zones"),
+    "tag_occupancy": (("tags",), "tags"),
+    "traffic_floor_occupancy": (("floors",), "floors"),
+    "traffic_room_occupancy": (("rooms",), "rooms"),
+    "traffic": (("floors", "rooms", "sensors", "hives", "buildings"), "sensors"),
+    "floor_presence_time_secs": (("floors",), "floors"),
+    "room_presence_time_secs": (("rooms",), "rooms"),
+    "zone_presence_time_secs": (("zones",), "zones"),
+}
+CALIBRATED_MEASUREMENTS = ("traffic_floor_occupancy", "traffic_room_occupancy")
+CALIBRATED_VALUES = ("true", "raw", "false")
+WINDOW_FUNCTIONS = ("mean", "max", "min", "sum", "median", "first", "last")
+STAT_KEYS = frozenset({"sum", "min", "max", "count", "mean", "median", "stddev", "first", "last"})
+EVERY_EXAMPLES = ("1m", "5m", "15m", "30m", "1h", "6h", "12h", "1d")
+_EVERY_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_EVERY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+STATS_MEASUREMENTS = tuple(
+    f"occupancy_{metric}_{source}"
+    for metric in ("avg", "median", "used_avg", "used_median")
+    for source in ("presence", "traffic")
+)
+DAYS_OF_WEEK = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+# --- defaults for splitting --------------------------------------------------------------------
+
+DEFAULT_MAX_IDS_PER_REQUEST = 30
+DEFAULT_MAX_IDS_LONG_RANGE = 10
+DEFAULT_LONG_RANGE = timedelta(hours=24)
+DEFAULT_MAX_WINDOWS_PER_REQUEST = 1440  # 1-minute windows: at most 24 h per request
+DEFAULT_PAGE_LIMIT = 1000
+
+# --- output rows -------------------------------------------------------------------------------
+
+ROW_COLUMNS: tuple[str, ...] = (
+    "time",
+    "measurement",
+    "function",
+    "field",
+    "value",
+    "asset_type",
+    "asset_id",
+    "building_id",
+    "building_name",
+    "floor_id",
+    "floor_name",
+    "room_id",
+    "room_name",
+    "zone_id",
+    "zone_name",
+    "tag_id",
+    "sensor_id",
+    "mac_address",
+    "hive_id",
+    "hive_serial",
+    "floor_custom_id",
+    "room_custom_id",
+    "zone_custom_id",
+    "timezone_offset",
+    "data_incomplete",
+    "null_percentage",
+)
+# API row key -> output column (everything else keeps its name; unknown keys are dropped).
+_API_TO_COLUMN = {"space_id": "floor_id", "space_name": "floor_name"}
+_STRING_COLUMNS = tuple(
+    c for c in ROW_COLUMNS if c not in ("value", "data_incomplete", "null_percentage", "time")
+)
+_ASSET_ID_COLUMN = {
+    "floors": "floor_id",
+    "rooms": "room_id",
+    "zones": "zone_id",
+    "tags": "tag_id",
+    "sensors": "sensor_id",
+    "hives": "hive_id",
+    "buildings": "building_id",
+}
+_GROUP_KEY_COLUMN = {"space_id": "floor_id", "floor_id": "floor_id"}
+
+
+def _error(message: str) -> ButlrConfigurationError:
+    return ButlrConfigurationError(message)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def as_list(value: str | Iterable[str] | None, name: str) -> list[str]:
+    """A list of non-empty strings from a string or an iterable (a bare string is one item)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise _error(f"{name}: every item must be a non-empty string, got {item!r}")
+    return [item.strip() for item in items]
+
+
+def validate_measurements(measurements: str | Iterable[str], name: str = "measurements") -> list[str]:
+    """Known reporting measurement names, de-duplicated in the given order."""
+    items = as_list(measurements, name)
+    if not items:
+        raise _error(f"{name} must name at least one measurement; allowed: {', '.join(MEASUREMENTS)}")
+    for item in items:
+        if item not in MEASUREMENTS:
+            hint = (
+                " (stats measurements go to ButlrStatsOperator / query_stats)"
+                if item in STATS_MEASUREMENTS
+                else ""
+            )
+            raise _error(
+                f"{name}: {item!r} is not a reporting measurement; allowed: {', '.join(MEASUREMENTS)}{hint}"
+            )
+    return list(dict.fromkeys(items))
+
+
+def validate_functions(functions: str | Iterable[str], name: str = "window_function") -> list[str]:
+    items = as_list(functions, name)
+    if not items:
+        raise _error(f"{name} must name at least one function; allowed: {', '.join(WINDOW_FUNCTIONS)}")
+    for item in items:
+        if item not in WINDOW_FUNCTIONS:
+            raise _error(f"{name}: {item!r} is not a window function; allowed: {', '.join(WINDOW_FUNCTIONS)}")
+    return list(dict.fromkeys(items))
+
+
+def parse_every(every: str, name: str = "window_every") -> timedelta:
+    """A window duration such as ``1m``, ``15m``, ``1h``, ``1d``."""
+    match = _EVERY_RE.match(every.strip()) if isinstance(every, str) else None
+    if not match or int(match.group(1)) <= 0:
+        raise _error(
+            f"{name}: {every!r} is not a window duration; use <positive integer><s|m|h|d|w>, "
+            f"e.g. {', '.join(EVERY_EXAMPLES)}"
+        )
+    return timedelta(seconds=int(match.group(1)) * _EVERY_UNITS[match.group(2)])
+
+
+def validate_timezone(tz: str, name: str = "timezone") -> ZoneInfo:
+    if not isinstance(tz, str) or not tz.strip():
+        raise _error(f"{name} must be an IANA timezone name such as 'America/New_York' or 'UTC', got {tz!r}")
+    try:
+        return ZoneInfo(tz.strip())
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise _error(
+            f"{name}: {tz!r} is not a known IANA timezone name (e.g. 'America/New_York', 'Europe/Berlin', 'UTC')"
+        ) from err
+
+
+def kind_of_id(asset_id: str) -> str | None:
+    """The asset kind an id's prefix names (``room_x`` -> ``rooms``), or None."""
+    for prefix, kind in _PREFIX_KIND.items():
+        if asset_id.startswith(prefix):
+            return kind
+    return None
+
+
+def validate_ids(kind: str, ids: str | Iterable[str] | None, name: str | None = None) -> list[str]:
+    """Ids of one kind (checked by prefix only, as Butlr advises), de-duplicated in order."""
+    name = name or kind
+    if kind not in CONTAINER_PREFIXES:
+        raise _error(f"unknown asset kind {kind!r}; allowed: {', '.join(CONTAINER_PREFIXES)}")
+    prefixes = CONTAINER_PREFIXES[kind]
+    items = as_list(ids, name)
+    for item in items:
+        if item.startswith(prefixes):
+            continue
+        actual = kind_of_id(item)
+        hint = f"; it looks like a {actual[:-1]} id, pass it as {actual}=[...]" if actual else ""
+        raise _error(
+            f"{name}: {item!r} is not a {kind[:-1]} id (expected the prefix {' or '.join(prefixes)}){hint}"
+        )
+    return list(dict.fromkeys(items))
+
+
+def normalise_calibrated(value: str | bool | None, name: str = "calibrated") -> str | None:
+    """``calibrated`` as the string the API expects (``True`` -> ``"true"``), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in CALIBRATED_VALUES:
+        return value.strip().lower()
+    raise _error(
+        f"{name}: {value!r} is not allowed; use one of {', '.join(CALIBRATED_VALUES)} (strings) or None"
+    )
+
+
+def parse_datetime(value: datetime | str, name: str) -> datetime:
+    """An aware datetime (UTC) from a datetime or an ISO 8601 string with an offset; naive is refused."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError as err:
+            raise _error(
+                f"{name}: {value!r} is not an ISO 8601 / RFC3339 time such as 2025-01-01T05:00:00Z"
+            ) from err
+        value = parsed
+    if not isinstance(value, datetime):
+        raise _error(
+            f"{name} must be a timezone-aware datetime or an RFC3339 string, got {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _error(
+            f"{name}: {value.isoformat()} has no timezone; pass an aware datetime or a string with an offset "
+            "(e.g. 2025-01-01T00:00:00Z) so the API gets an absolute time"
+        )
+    return value.astimezone(timezone.utc)
+
+
+def validate_range(start: datetime | str, stop: datetime | str) -> tuple[datetime, datetime]:
+    start_utc = parse_datetime(start, "start")
+    stop_utc = parse_datetime(stop, "stop")
+    if stop_utc <= start_utc:
+        raise _error(f"stop ({format_time(stop_utc)}) must be after start ({format_time(start_utc)})")
+    return start_utc, stop_utc
+
+
+def format_time(moment: datetime) -> str:
+    """RFC3339 in UTC with a ``Z`` suffix (fractional seconds only when present)."""
+    utc = moment.astimezone(timezone.utc)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def normalise_time(value: Any) -> str:
+    """A response time key/value as canonical RFC3339 UTC (``...Z``); unparseable values are kept."""
+    if not isinstance(value, str) or not value:
+        return "" if value is None else str(value)
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return text
+    if parsed.tzinfo is None:  # some doc examples print time keys without Z: they are UTC
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return format_time(parsed)
+
+
+# --- local days --------------------------------------------------------------------------------
+
+
+def local_day_bounds(day: date | str, tz: str) -> tuple[datetime, datetime]:
+    """``[local midnight, next local midnight)`` of ``day`` in ``tz``, as UTC (23 h or 25 h on DST days)."""
+    if isinstance(day, str):
+        try:
+            day = date.fromisoformat(day.strip()[:10])
+        except ValueError as err:
+            raise _error(f"local_day: {day!r} is not a date such as 2025-03-09") from err
+    if isinstance(day, datetime):
+        day = day.date()
+    zone = validate_timezone(tz)
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    stop = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(timezone.utc), stop.astimezone(timezone.utc)
+
+
+# --- windows, chunks and batches ---------------------------------------------------------------
+
+
+def window_floor(moment: datetime, every: timedelta, tz: ZoneInfo) -> datetime | None:
+    """The start of the ``every`` window containing ``moment`` on the local clock of ``tz``.
+
+    Supported when ``every`` divides an hour (aligned within the local hour) or a day (aligned to
+    local midnight); None for other durations (weeks, 7m...), which are then never split.
+    """
+    seconds = int(every.total_seconds())
+    local = moment.astimezone(tz)
+    if seconds <= 3600 and 3600 % seconds == 0:
+        into_hour = local.minute * 60 + local.second
+        return moment - timedelta(seconds=into_hour % seconds, microseconds=local.microsecond)
+    if seconds <= 86400 and 86400 % seconds == 0:
+        wall = local.hour * 3600 + local.minute * 60 + local.second
+        floored = (wall // seconds) * seconds
+        naive = datetime.combine(local.date(), time(0)) + timedelta(seconds=floored)
+        result = naive.replace(tzinfo=tz).astimezone(timezone.utc)
+        return result if result <= moment else moment
+    return None
+
+
+def max_span_for(every: timedelta, max_windows: int = DEFAULT_MAX_WINDOWS_PER_REQUEST) -> timedelta:
+    """Longest range per request: ``max_windows`` windows (1-minute windows -> 24 h)."""
+    if max_windows < 1:
+        raise _error(f"max_windows_per_request must be at least 1, got {max_windows}")
+    return every * max_windows
+
+
+def split_range(
+    start: datetime, stop: datetime, every: timedelta, tz: ZoneInfo, max_span: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """Cut ``[start, stop)`` into chunks of at most ``max_span``; every inner cut is a window boundary.
+
+    So no window is split across two requests (which would return it twice, each half-aggregated).
+    """
+    if max_span < every:
+        raise _error(f"the longest range per request ({max_span}) is shorter than one window ({every})")
+    chunks: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < stop:
+        ideal = cursor + max_span
+        if ideal >= stop:
+            chunks.append((cursor, stop))
+            break
+        cut = window_floor(ideal, every, tz)
+        if cut is None:  # durations we cannot align: one request for the whole range
+            chunks.append((cursor, stop))
+            break
+        if cut <= cursor:
+            raise _error(
+                f"cannot split the range at window boundaries of {every} within {max_span} per request"
+            )
+        chunks.append((cursor, cut))
+        cursor = cut
+    return chunks
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How many ids one reporting request may carry, by the length of its time range.
+
+    Butlr silently returns empty data above its processing budget; its guidance is at most 30 ids for
+    short ranges and at most 10 for ranges of 24 h or more.
+    """
+
+    max_ids: int = DEFAULT_MAX_IDS_PER_REQUEST
+    max_ids_long_range: int = DEFAULT_MAX_IDS_LONG_RANGE
+    long_range: timedelta = DEFAULT_LONG_RANGE
+
+    def __post_init__(self) -> None:
+        for name in ("max_ids", "max_ids_long_range"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _error(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def capped(cls, max_ids_per_request: int | None) -> BatchLimits:
+        """The defaults, with every tier capped at ``max_ids_per_request`` when given."""
+        if max_ids_per_request is None:
+            return cls()
+        if (
+            not isinstance(max_ids_per_request, int)
+            or isinstance(max_ids_per_request, bool)
+            or max_ids_per_request < 1
+        ):
+            raise _error(f"max_ids_per_request must be a positive integer, got {max_ids_per_request!r}")
+        return cls(
+            max_ids=min(DEFAULT_MAX_IDS_PER_REQUEST, max_ids_per_request),
+            max_ids_long_range=min(DEFAULT_MAX_IDS_LONG_RANGE, max_ids_per_request),
+        )
+
+    def for_span(self, span: timedelta) -> int:
+        return self.max_ids_long_range if span >= self.long_range else self.max_ids
+
+
+def split_ids(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
+    """Consecutive batches of at most ``size`` ids, in the given order."""
+    if size < 1:
+        raise _error(f"batch size must be at least 1, got {size}")
+    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+# --- the query and its plan --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportingQuery:
+    """A validated export request: what, for which assets, over which range, in which windows."""
+
+    measurements: tuple[str, ...]
+    assets: Mapping[str, tuple[str, ...]]
+    start: datetime
+    stop: datetime
+    every: str = "1h"
+    functions: tuple[str, ...] = ("mean",)
+    timezone: str = "UTC"
+    include_zeros: bool = True
+    calibrated: str | None = None
+    time_constraints: Mapping[str, Any] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        measurements: str | Iterable[str],
+        *,
+        start: datetime | str,
+        stop: datetime | str,
+        assets: Mapping[str, str | Iterable[str] | None],
+        every: str = "1h",
+        function: str | Iterable[str] = "mean",
+        timezone: str | None = "UTC",
+        include_zeros: bool = True,
+        calibrated: str | bool | None = None,
+        time_constraints: Mapping[str, Any] | None = None,
+    ) -> ReportingQuery:
+        """Validate everything and fail before any request, naming the offending argument."""
+        names = validate_measurements(measurements)
+        functions = validate_functions(function)
+        parse_every(every)
+        tz_name = timezone if timezone is not None else "UTC"
+        validate_timezone(tz_name)
+        tz_name = tz_name.strip()
+        begin, end = validate_range(start, stop)
+        selected: dict[str, tuple[str, ...]] = {}
+        for kind, ids in assets.items():
+            if kind not in ASSET_KINDS:
+                raise _error(
+                    f"asset kind {kind!r} cannot be sent to the reporting API; allowed: {', '.join(ASSET_KINDS)} "
+                    "(sites are resolved to floors/rooms/zones through the topology first)"
+                )
+            valid = validate_ids(kind, ids)
+            if valid:
+                selected[kind] = tuple(valid)
+        if not selected:
+            raise _error(f"no asset ids given; pass at least one of {', '.join(ASSET_KINDS)}")
+        for name in names:
+            measurement_filter_kind(name, selected)
+        calib = normalise_calibrated(calibrated)
+        if calib is not None and not any(m in CALIBRATED_MEASUREMENTS for m in names):
+            raise _error(
+                f"calibrated={calib!r} is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}; "
+                f"measurements are {', '.join(names)}"
+            )
+        if not isinstance(include_zeros, bool):
+            raise _error(f"include_zeros must be True or False, got {include_zeros!r}")
+        return cls(
+            measurements=tuple(names),
+            assets=selected,
+            start=begin,
+            stop=end,
+            every=every.strip(),
+            functions=tuple(functions),
+            timezone=tz_name,
+            include_zeros=include_zeros,
+            calibrated=calib,
+            time_constraints=dict(time_constraints) if time_constraints else None,
+        )
+
+    @property
+    def asset_count(self) -> int:
+        return sum(len(ids) for ids in self.assets.values())
+
+
+def measurement_filter_kind(measurement: str, assets: Mapping[str, Sequence[str]]) -> str:
+    """The asset kind whose ids filter ``measurement`` (its natural kind first), or an error."""
+    accepted, _ = MEASUREMENTS[measurement]
+    for kind in accepted:
+        if assets.get(kind):
+            return kind
+    given = ", ".join(k for k, v in assets.items() if v) or "none"
+    raise _error(f"measurement {measurement!r} needs {' or '.join(accepted)} ids; given: {given}")
+
+
+@dataclass(frozen=True)
+class ExportUnit:
+    """One (measurement, function, id batch, time chunk): the work of one request plus its pages."""
+
+    measurement: str
+    function: str
+    kind: str
+    ids: tuple[str, ...]
+    start: datetime
+    stop: datetime
+    every: str
+    timezone: str
+    include_zeros: bool = True
+    calibrated: str | None = None
+    time_constraints: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+
+    def with_ids(self, ids: Sequence[str]) -> ExportUnit:
+        return ExportUnit(
+            self.measurement,
+            self.function,
+            self.kind,
+            tuple(ids),
+            self.start,
+            self.stop,
+            self.every,
+            self.timezone,
+            self.include_zeros,
+            self.calibrated,
+            self.time_constraints,
+        )
+
+    def body(self, page: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        return build_reporting_body(
+            measurement=self.measurement,
+            kind=self.kind,
+            ids=self.ids,
+            start=self.start,
+            stop=self.stop,
+            every=self.every,
+            function=self.function,
+            timezone=self.timezone,
+            include_zeros=self.include_zeros,
+            calibrated=self.calibrated,
+            time_constraints=self.time_constraints,
+            page=page,
+            limit=limit,
+        )
+
+
+def plan_units(
+    query: ReportingQuery,
+    limits: BatchLimits | None = None,
+    max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
+) -> list[ExportUnit]:
+    """All units of an export, in output order: measurement, function, time chunk, id batch."""
+    limits = limits or BatchLimits()
+    every = parse_every(query.every)
+    zone = validate_timezone(query.timezone)
+    chunks = split_range(query.start, query.stop, every, zone, max_span_for(every, max_windows_per_request))
+    units: list[ExportUnit] = []
+    for measurement in query.measurements:
+        kind = measurement_filter_kind(measurement, query.assets)
+        calibrated = query.calibrated if measurement in CALIBRATED_MEASUREMENTS else None
+        for function in query.functions:
+            for chunk_start, chunk_stop in chunks:
+                size = limits.for_span(chunk_stop - chunk_start)
+                for batch in split_ids(query.assets[kind], size):
+                    units.append(
+                        ExportUnit(
+                            measurement,
+                            function,
+                            kind,
+                            batch,
+                            chunk_start,
+                            chunk_stop,
+                            query.every,
+                            query.timezone,
+                            query.include_zeros,
+                            calibrated,
+                            query.time_constraints,
+                        )
+                    )
+    return units
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+def build_reporting_body(
+    *,
+    measurement: str,
+    kind: str,
+    ids: Sequence[str],
+    start: datetime,
+    stop: datetime,
+    every: str = "1h",
+    function: str = "mean",
+    timezone: str = "UTC",
+    include_zeros: bool = True,
+    calibrated: str | None = None,
+    time_constraints: Mapping[str, Any] | None = None,
+    page: int | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """One ``POST /api/v3/reporting`` body: flat rows (no ``group_by``) so the metadata columns stay."""
+    validate_measurements([measurement], "measurement")
+    validate_functions([function], "function")
+    parse_every(every)
+    validate_timezone(timezone)
+    if kind not in ASSET_KINDS:
+        raise _error(f"kind {kind!r} is not a reporting filter; allowed: {', '.join(ASSET_KINDS)}")
+    filter_key, _ = ASSET_KINDS[kind]
+    begin, end = validate_range(start, stop)
+    flt: dict[str, Any] = {
+        "measurements": [measurement],
+        "start": format_time(begin),
+        "stop": format_time(end),
+        filter_key: {"eq": validate_ids(kind, ids)},
+    }
+    if include_zeros:
+        flt["value"] = {"gte": 0}
+    if calibrated is not None:
+        calib = normalise_calibrated(calibrated)
+        if measurement not in CALIBRATED_MEASUREMENTS:
+            raise _error(
+                f"calibrated is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}, not with {measurement!r}"
+            )
+        flt["calibrated"] = calib
+    if time_constraints:
+        flt["time_constraints"] = dict(time_constraints)
+    body: dict[str, Any] = {
+        "filter": flt,
+        "window": {"every": every, "function": function, "timezone": timezone, "create_empty": include_zeros},
+        "options": {"format": "json", "timestamp": "RFC3339"},
+    }
+    if page is not None or limit is not None:
+        body["paginate"] = {"page": page or 1, "limit": limit or DEFAULT_PAGE_LIMIT}
+    return body
+
+
+def validate_time_ranges(
+    time_ranges: Iterable[Any] | None, name: str = "time_ranges"
+) -> list[dict[str, str]]:
+    """``[{"start": "HH:MM", "stop": "HH:MM"}]`` from dicts or ``(start, stop)`` pairs."""
+    result: list[dict[str, str]] = []
+    for item in time_ranges or []:
+        if isinstance(item, Mapping):
+            begin, end = item.get("start"), item.get("stop")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            begin, end = item
+        else:
+            raise _error(
+                f"{name}: {item!r} must be {{'start': 'HH:MM', 'stop': 'HH:MM'}} or a (start, stop) pair"
+            )
+        for label, value in (("start", begin), ("stop", end)):
+            if not isinstance(value, str) or not _HHMM_RE.match(value):
+                raise _error(f"{name}: {label} {value!r} is not a time of day in HH:MM (00:00-23:59)")
+        if str(end) <= str(begin):
+            raise _error(f"{name}: stop {end!r} must be after start {begin!r}")
+        result.append({"start": str(begin), "stop": str(end)})
+    return result
+
+
+def validate_days(days: str | Iterable[str] | None, name: str = "exclude_days_of_week") -> list[str]:
+    """Day names, case-insensitive, returned capitalised as in Butlr's documentation."""
+    result = []
+    for day in as_list(days, name):
+        match = next((d for d in DAYS_OF_WEEK if d.lower() == day.lower()), None)
+        if match is None:
+            raise _error(f"{name}: {day!r} is not a day of the week; allowed: {', '.join(DAYS_OF_WEEK)}")
+        result.append(match)
+    return list(dict.fromkeys(result))
+
+
+def validate_stats_measurements(measurements: str | Iterable[str], name: str = "measurements") -> list[str]:
+    items = as_list(measurements, name)
+    if not items:
+        raise _error(
+            f"{name} must name at least one stats measurement; allowed: {', '.join(STATS_MEASUREMENTS)}"
+        )
+    for item in items:
+        if item not in STATS_MEASUREMENTS:
+            raise _error(
+                f"{name}: {item!r} is not a stats measurement; allowed: {', '.join(STATS_MEASUREMENTS)}"
+            )
+    return list(dict.fromkeys(items))
+
+
+def validate_stats_items(items: str | Iterable[str], name: str = "items") -> list[str]:
+    values = as_list(items, name)
+    if not values:
+        raise _error(f"{name} must hold at least one floor (space_), room or zone id")
+    for item in values:
+        if kind_of_id(item) not in ("floors", "rooms", "zones"):
+            raise _error(f"{name}: {item!r} is not a floor (space_), room (room_) or zone (zone_) id")
+    return list(dict.fromkeys(values))
+
+
+def build_stats_body(
+    *,
+    measurements: str | Iterable[str],
+    items: str | Iterable[str],
+    start: datetime | str,
+    stop: datetime | str,
+    exclude_days_of_week: str | Iterable[str] | None = None,
+    time_ranges: Iterable[Any] | None = None,
+) -> dict[str, Any]:
+    """One ``POST /api/v4/reporting/stats`` body (absolute times only; all items in one timezone)."""
+    begin, end = validate_range(start, stop)
+    body: dict[str, Any] = {
+        "measurements": validate_stats_measurements(measurements),
+        "items": validate_stats_items(items),
+        "start": format_time(begin),
+        "stop": format_time(end),
+    }
+    filters: dict[str, Any] = {}
+    days = validate_days(exclude_days_of_week)
+    if days:
+        filters["exclude_days_of_week"] = days
+    ranges = validate_time_ranges(time_ranges)
+    if ranges:
+        filters["time_ranges"] = ranges
+    if filters:
+        body["filters"] = filters
+    return body
+
+
+# --- flattening responses ----------------------------------------------------------------------
+
+
+def response_data(payload: Any) -> Any:
+    """The ``data`` member of a reporting response (list or dict); anything else is a ButlrDataError."""
+    if not isinstance(payload, Mapping) or "data" not in payload:
+        raise ButlrDataError(
+            f"reporting response has no 'data' member (got {type(payload).__name__}"
+            + (f" with keys {sorted(payload)[:8]}" if isinstance(payload, Mapping) else "")
+            + ")"
+        )
+    data = payload["data"]
+    if data is None:
+        return []
+    if not isinstance(data, (list, Mapping)):
+        raise ButlrDataError(f"reporting 'data' is a {type(data).__name__}, expected a list or an object")
+    return data
+
+
+def is_empty_data(payload: Any) -> bool:
+    """True for ``data: []``, ``data: {}`` or ``data: null``: possibly Butlr's silent truncation."""
+    return len(response_data(payload)) == 0
+
+
+def page_info(payload: Any) -> dict[str, int]:
+    info = payload.get("page_info") if isinstance(payload, Mapping) else None
+    if not isinstance(info, Mapping):
+        return {}
+    return {k: int(v) for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
+    row: Row = dict.fromkeys(_STRING_COLUMNS, "")
+    row.update(
+        time="",
+        value=None,
+        data_incomplete=None,
+        null_percentage=None,
+        measurement=measurement,
+        function=function,
+        asset_type=asset_kind[:-1],
+    )
+    return row
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def row_from_api(raw: Mapping[str, Any], measurement: str, function: str) -> Row:
+    """One API row (shape A or a shape C leaf) as a row with the stable columns."""
+    asset_kind = MEASUREMENTS[measurement][1]
+    row = _new_row(measurement, function, asset_kind)
+    for key, value in raw.items():
+        column = _API_TO_COLUMN.get(key, key)
+        if column in ("measurement", "function", "asset_type", "asset_id"):
+            continue  # the API's internal measurement names are never used
+        if column == "time":
+            row["time"] = normalise_time(value)
+        elif column == "value":
+            row["value"] = _number(value)
+        elif column == "data_incomplete":
+            row["data_incomplete"] = None if value is None else bool(value)
+        elif column == "null_percentage":
+            row["null_percentage"] = _number(value)
+        elif column in row:
+            row[column] = "" if value is None else str(value)
+    row["asset_id"] = row[_ASSET_ID_COLUMN[asset_kind]]
+    return row
+
+
+def _looks_like_time(key: str) -> bool:
+    return len(key) >= 13 and key[:4].isdigit() and key[4] == "-" and "T" in key
+
+
+def _group_column(key: str, level_name: str | None) -> str:
+    if level_name:
+        return _GROUP_KEY_COLUMN.get(level_name, level_name)
+    if _looks_like_time(key):
+        return "time"
+    kind = kind_of_id(key)
+    if kind in _ASSET_ID_COLUMN:
+        return _ASSET_ID_COLUMN[kind]
+    if re.fullmatch(r"[0-9A-Za-z]{2}(-[0-9A-Za-z]{2}){5,7}", key):
+        return "mac_address"
+    return "field"
+
+
+def _is_stats_leaf(node: Mapping[str, Any]) -> bool:
+    return bool(node) and set(node) <= STAT_KEYS
+
+
+def flatten_response(
+    payload: Any, *, measurement: str, function: str, group_by_order: Sequence[str] | None = None
+) -> Iterator[Row]:
+    """Rows from any response shape: A (flat list), B (nested, stats leaves), C (nested, row arrays).
+
+    Shape B leaves give ``value = leaf[function]`` (the nine stats summarise the windowed values
+    of the group); the group keys fill the matching columns (``room_id``, ``time``, ``field``...).
+    """
+    data = response_data(payload)
+    order = list(group_by_order or [])
+    if isinstance(data, list):
+        for raw in data:
+            if not isinstance(raw, Mapping):
+                raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
+            yield row_from_api(raw, measurement, function)
+        return
+    yield from _flatten_nested(data, measurement, function, order, 0, {})
+
+
+def _flatten_nested(
+    node: Mapping[str, Any],
+    measurement: str,
+    function: str,
+    order: list[str],
+    depth: int,
+    keys: dict[str, str],
+) -> Iterator[Row]:
+    for key, child in node.items():
+        column = _group_column(str(key), order[depth] if depth < len(order) else None)
+        path = {**keys, column: normalise_time(key) if column == "time" else str(key)}
+        if isinstance(child, list):  # shape C: arrays of raw rows
+            for raw in child:
+                if not isinstance(raw, Mapping):
+                    raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
+                row = row_from_api({**_path_to_api(path), **raw}, measurement, function)
+                yield row
+        elif isinstance(child, Mapping) and _is_stats_leaf(child):  # shape B
+            stat = function if function in child else "mean"
+            raw = {**_path_to_api(path), "value": child.get(stat)}
+            yield row_from_api(raw, measurement, function)
+        elif isinstance(child, Mapping):
+            yield from _flatten_nested(child, measurement, function, order, depth + 1, path)
+        else:
+            raise ButlrDataError(f"unexpected {type(child).__name__} under reporting group key {key!r}")
+
+
+def _path_to_api(path: Mapping[str, str]) -> dict[str, str]:
+    reverse = {v: k for k, v in _API_TO_COLUMN.items()}
+    return {reverse.get(column, column): value for column, value in path.items()}
+
+
+def row_sort_key(row: Row) -> tuple[str, ...]:
+    """Deterministic order inside one unit: asset, time, then the per-row discriminators."""
+    return (
+        str(row.get("asset_id", "")),
+        str(row.get("time", "")),
+        str(row.get("field", "")),
+        str(row.get("sensor_id", "")),
+        str(row.get("mac_address", "")),
+        str(row.get("room_id", "")),
+        str(row.get("zone_id", "")),
+        str(row.get("floor_id", "")),
+        str(row.get("tag_id", "")),
+    )
+
+
+def flatten_stats(payload: Any) -> dict[str, dict[str, float | int | None]]:
+    """``{item_id: {measurement: number}}`` from a stats response."""
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ButlrDataError(f"stats 'data' is a {type(data).__name__}, expected an object keyed by item id")
+    result: dict[str, dict[str, float | int | None]] = {}
+    for item, values in data.items():
+        if not isinstance(values, Mapping):
+            raise ButlrDataError(f"stats entry for {item!r} is a {type(values).__name__}, expected an object")
+        result[str(item)] = {str(k): _number(v) for k, v in values.items()}
+    return result
