@@ -57,6 +57,9 @@ class EmulatorConfig:
             raise ValueError(
                 f"token_lifetime must be a positive number of seconds, got {self.token_lifetime}"
             )
+        from airflow_provider_butlr.testing.seed import resolve_size
+
+        resolve_size(self.size)
         if self.latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {self.latency}")
 

@@ -41,9 +41,8 @@ class ButlrEmulator:
         unknown = sorted(set(overrides) - CONFIG_FIELDS)
         if unknown:
             raise TypeError(f"unknown ButlrEmulator option(s) {unknown}; allowed: {sorted(CONFIG_FIELDS)}")
-        self.config = (
-            (config or EmulatorConfig()).replace(**overrides) if overrides else (config or EmulatorConfig())
-        )
+        base = config or EmulatorConfig()
+        self._config = base.replace(**overrides) if overrides else base
         self.host = host
         self._requested_port = port
         self.clock = clock or EmulatorClock()
@@ -55,6 +54,19 @@ class ButlrEmulator:
         self.graphql = GraphQLService(self.org, self.webhooks)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._api: ButlrAPI | None = None
+
+    @property
+    def config(self) -> EmulatorConfig:
+        """The live configuration: change its fields (or assign a new one) while the server runs."""
+        return self._config
+
+    @config.setter
+    def config(self, value: EmulatorConfig) -> None:
+        value.validate()
+        self._config = value
+        if self._api is not None:
+            self._api.config = value
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> ButlrEmulator:
@@ -72,9 +84,8 @@ class ButlrEmulator:
             self.graphql,
             stopping,
         )
-        server = EmulatorHTTPServer((self.host, self._requested_port), api)
-        api.stopping = server.stopping
-        self._server = server
+        server = EmulatorHTTPServer((self.host, self._requested_port), api, stopping)
+        self._api, self._server = api, server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="butlr-emulator", daemon=True
         )
@@ -90,7 +101,7 @@ class ButlrEmulator:
         server.close()
         if thread is not None:
             thread.join(5.0)
-        self._server = self._thread = None
+        self._server = self._thread = self._api = None
 
     def __enter__(self) -> ButlrEmulator:
         return self.start()

@@ -71,10 +71,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: EmulatorApp) -> None:
+    def __init__(self, address: tuple[str, int], app: EmulatorApp, stopping: threading.Event) -> None:
         super().__init__(address, EmulatorRequestHandler)
         self.app = app
-        self.stopping = threading.Event()
+        self.stopping = stopping  # set on close(): interrupts injected delays and latency
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
