@@ -23,13 +23,11 @@ from airflow_provider_butlr.auth import (
     token_from_login_response,
 )
 from airflow_provider_butlr.exceptions import (
-    ButlrAPIError,
     ButlrAuthError,
     ButlrConfigurationError,
     ButlrDataError,
     ButlrError,
     ButlrGraphQLError,
-    ButlrRateLimitError,
 )
 from airflow_provider_butlr.retry import (
     RETRYABLE_STATUSES,
@@ -37,8 +35,9 @@ from airflow_provider_butlr.retry import (
     TransientDataError,
     TransientHTTPError,
     describe,
-    is_transient,
+    give_up_error,
     parse_retry_after,
+    status_error,
 )
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 
@@ -304,43 +303,21 @@ class ButlrHook(BaseHook):
         retrying = policy.retrying(f"{method} {endpoint}")
         try:
             return retrying(attempt)
-        except ButlrError:
-            raise
         except Exception as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            if not is_transient(exc):
-                raise
-            message = (
-                f"Butlr {method} {endpoint} failed after {attempts} attempt(s) "
-                f"({policy.max_retries} retries allowed): {describe(exc)}"
+            error = give_up_error(
+                exc, method=method, endpoint=endpoint, attempts=attempts, max_retries=policy.max_retries
             )
-            if isinstance(exc, TransientHTTPError) and exc.status == 429:
-                raise ButlrRateLimitError(
-                    message,
-                    retry_after=exc.retry_after,
-                    status=429,
-                    method=method,
-                    endpoint=endpoint,
-                    attempts=attempts,
-                ) from exc
-            if isinstance(exc, TransientHTTPError):
-                raise ButlrAPIError(
-                    message, status=exc.status, method=method, endpoint=endpoint, attempts=attempts
-                ) from exc
-            if isinstance(exc, TransientDataError):
-                raise ButlrDataError(message) from exc
-            raise ButlrAPIError(message, method=method, endpoint=endpoint, attempts=attempts) from exc
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             self.last_attempts = retrying.statistics.get("attempt_number", 0)
 
     def _raise_for_status(self, response: requests.Response, method: str, endpoint: str) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        detail = error_text(response.text, (self.settings.secret,))
-        message = f"Butlr {method} {endpoint} failed with HTTP {status}" + (f": {detail}" if detail else "")
-        error_cls = ButlrAuthError if status in (401, 403) else ButlrAPIError
-        raise error_cls(message, status=status, method=method, endpoint=endpoint, body=detail)
+        if response.status_code >= 400:
+            detail = error_text(response.text, (self.settings.secret,))
+            raise status_error(response.status_code, detail, method=method, endpoint=endpoint)
 
     # --- GraphQL -------------------------------------------------------------------------------
 
