@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json as jsonlib
+import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -28,6 +30,37 @@ from airflow_provider_butlr.exceptions import (
     ButlrDataError,
     ButlrError,
     ButlrGraphQLError,
+)
+
+# Data methods (end of the class) delegate to these pure/streaming modules.
+from airflow_provider_butlr.export import (
+    ExportStats,
+    Fetch,
+    iter_export_rows,
+    validate_concurrency,
+    validate_page_limit,
+)
+from airflow_provider_butlr.queries import (
+    HIVES_QUERY,
+    SENSORS_QUERY,
+    TAGS_QUERY,
+    TOPOLOGY_QUERY,
+    Topology,
+    unwrap,
+)
+from airflow_provider_butlr.reporting import (
+    DEFAULT_MAX_WINDOWS_PER_REQUEST,
+    DEFAULT_PAGE_LIMIT,
+    REPORTING_PATH,
+    STATS_PATH,
+    BatchLimits,
+    ExportUnit,
+    ReportingQuery,
+    Row,
+    build_stats_body,
+    flatten_stats,
+    plan_units,
+    split_ids,
 )
 from airflow_provider_butlr.retry import (
     RETRYABLE_STATUSES,
@@ -440,6 +473,169 @@ class ButlrHook(BaseHook):
                 description=description("max_retries"),
             ),
         }
+
+    # =========================================================================================
+    # Data methods: reporting, stats, assets. Thin: the logic lives in reporting.py (pure),
+    # export.py (streaming export engine) and queries.py (GraphQL texts, topology, health rules).
+    # =========================================================================================
+
+    def query_reporting(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``POST /api/v3/reporting`` call; the whole answer (``data`` and ``page_info``)."""
+        payload = self.request_json("POST", REPORTING_PATH, json=dict(body))
+        if not isinstance(payload, dict):
+            raise ButlrDataError(f"Butlr reporting answered a {type(payload).__name__}, not a JSON object")
+        return payload
+
+    def iter_reporting_rows(
+        self,
+        measurements: str | Iterable[str],
+        *,
+        start: Any,
+        stop: Any,
+        floors: Iterable[str] | None = None,
+        rooms: Iterable[str] | None = None,
+        zones: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        sensors: Iterable[str] | None = None,
+        hives: Iterable[str] | None = None,
+        every: str = "1h",
+        function: str | Iterable[str] = "mean",
+        timezone: str = "UTC",
+        include_zeros: bool = True,
+        calibrated: str | bool | None = None,
+        max_ids_per_request: int | None = None,
+        max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
+        max_concurrency: int = 1,
+        page_limit: int = DEFAULT_PAGE_LIMIT,
+        stats: ExportStats | None = None,
+    ) -> Iterator[Row]:
+        """Flat rows of a whole export, streamed: ids in batches, long ranges in chunks, every page.
+
+        Arguments are validated before the first request (ButlrConfigurationError naming the
+        argument). See :func:`airflow_provider_butlr.export.iter_export_rows` for the guarantees.
+        """
+        query = ReportingQuery.build(
+            measurements,
+            start=start,
+            stop=stop,
+            assets={
+                "floors": floors,
+                "rooms": rooms,
+                "zones": zones,
+                "tags": tags,
+                "sensors": sensors,
+                "hives": hives,
+            },
+            every=every,
+            function=function,
+            timezone=timezone,
+            include_zeros=include_zeros,
+            calibrated=calibrated,
+        )
+        return self.iter_query_rows(
+            query,
+            max_ids_per_request=max_ids_per_request,
+            max_windows_per_request=max_windows_per_request,
+            max_concurrency=max_concurrency,
+            page_limit=page_limit,
+            stats=stats,
+        )
+
+    def iter_query_rows(
+        self,
+        query: ReportingQuery,
+        *,
+        max_ids_per_request: int | None = None,
+        max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
+        max_concurrency: int = 1,
+        page_limit: int = DEFAULT_PAGE_LIMIT,
+        stats: ExportStats | None = None,
+    ) -> Iterator[Row]:
+        """Like :meth:`iter_reporting_rows` for an already validated :class:`ReportingQuery`."""
+        units = plan_units(query, BatchLimits.capped(max_ids_per_request), max_windows_per_request)
+        validate_concurrency(max_concurrency)
+        validate_page_limit(page_limit)
+        return self._run_export(units, max_concurrency, page_limit, stats)
+
+    def _run_export(
+        self, units: list[ExportUnit], max_concurrency: int, page_limit: int, stats: ExportStats | None
+    ) -> Iterator[Row]:
+        workers: list[ButlrHook] = []
+        lock = threading.Lock()
+
+        def fetch_factory() -> Fetch:
+            if max_concurrency == 1:
+                return self.query_reporting
+            worker = self._worker_clone()  # one session per thread; same token cache
+            with lock:
+                workers.append(worker)
+            return worker.query_reporting
+
+        try:
+            yield from iter_export_rows(
+                units, fetch_factory, max_concurrency=max_concurrency, page_limit=page_limit, stats=stats
+            )
+        finally:
+            for worker in workers:
+                worker.close()
+
+    def _worker_clone(self) -> ButlrHook:
+        """A hook for another thread: same connection (resolved once) and options, its own session."""
+        clone = type(self)(
+            self.butlr_conn_id,
+            timeout=self._timeout_override,
+            max_retries=self._max_retries_override,
+            retry_wait_initial=self._retry_wait_initial,
+            retry_wait_max=self._retry_wait_max,
+            retry_after_cap=self._retry_after_cap,
+        )
+        clone.__dict__["settings"] = self.settings  # share the cached_property value: no second lookup
+        return clone
+
+    def query_stats(
+        self,
+        measurements: str | Iterable[str],
+        items: str | Iterable[str],
+        *,
+        start: Any,
+        stop: Any,
+        exclude_days_of_week: str | Iterable[str] | None = None,
+        time_ranges: Iterable[Any] | None = None,
+        max_items_per_request: int = 30,
+    ) -> dict[str, dict[str, float | int | None]]:
+        """``POST /api/v4/reporting/stats``: ``{item_id: {measurement: number}}``.
+
+        All items must share one timezone (a Butlr rule); they are sent in batches.
+        """
+        body = build_stats_body(
+            measurements=measurements,
+            items=items,
+            start=start,
+            stop=stop,
+            exclude_days_of_week=exclude_days_of_week,
+            time_ranges=time_ranges,
+        )
+        result: dict[str, dict[str, float | int | None]] = {}
+        for batch in split_ids(body["items"], max_items_per_request):
+            payload = self.request_json("POST", STATS_PATH, json={**body, "items": list(batch)})
+            result.update(flatten_stats(payload))
+        return result
+
+    def get_topology(self) -> Topology:
+        """Sites -> buildings -> floors -> rooms/zones (with timezones, tags, capacities)."""
+        return Topology.from_graphql(self.graphql(TOPOLOGY_QUERY))
+
+    def get_sensors(self) -> list[dict[str, Any]]:
+        """Every sensor with its health fields (snake_case selection; placeholders included)."""
+        return unwrap(self.graphql(SENSORS_QUERY), "sensors")
+
+    def get_hives(self) -> list[dict[str, Any]]:
+        """Every hive with its health fields."""
+        return unwrap(self.graphql(HIVES_QUERY), "hives")
+
+    def get_tags(self) -> list[dict[str, Any]]:
+        """Every tag with the floors, rooms and zones it is applied to."""
+        return unwrap(self.graphql(TAGS_QUERY), "tags")
 
 
 def _is_unauthenticated(errors: list[Any]) -> bool:
