@@ -126,6 +126,20 @@ def raise_for_payload_errors(endpoint: str, payload: Any) -> None:
         )
 
 
+def _scoped(responses: Sequence[Any], indexes: list[int] | None) -> list[Any]:
+    """The responses a condition reads: all of them, or those at ``indexes`` (plan order)."""
+    if indexes is None:
+        return list(responses)
+    return [responses[i] for i in indexes if 0 <= i < len(responses)]
+
+
+def _check_scope(indexes: Any, where: str) -> None:
+    if indexes is not None and (
+        not isinstance(indexes, list) or not all(isinstance(i, int) and i >= 0 for i in indexes)
+    ):
+        raise ButlrConfigurationError(f"{where}.requests must be a list of request indexes (>= 0) or null")
+
+
 def _row_time(row: Mapping[str, Any]) -> float | None:
     try:
         return parse_instant(row.get("time"))
@@ -271,14 +285,16 @@ class RowsComplete(Condition):
     kind: ClassVar[str] = "rows_complete"
     max_null_percentage: float | None = None
     min_rows: int = 1
+    requests: list[int] | None = None
 
     def validate(self, where: str) -> None:
+        _check_scope(self.requests, where)
         _check_fraction(self.max_null_percentage, where, "max_null_percentage")
         if not isinstance(self.min_rows, int) or self.min_rows < 0:
             raise ButlrConfigurationError(f"{where}.min_rows {self.min_rows!r} must be a whole number >= 0")
 
     def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
-        rows = [row for payload in responses for row in iter_rows(payload)]
+        rows = [row for payload in _scoped(responses, self.requests) for row in iter_rows(payload)]
         if len(rows) < self.min_rows:
             return Verdict(False, f"{len(rows)} row(s) returned, at least {self.min_rows} expected")
         problems = _quality_problems(rows, self.max_null_percentage, None)
@@ -305,8 +321,10 @@ class DataComplete(Condition):
     grace_seconds: float = 900.0
     interval_seconds: float = 300.0
     max_null_percentage: float | None = None
+    requests: list[int] | None = None
 
     def validate(self, where: str) -> None:
+        _check_scope(self.requests, where)
         start = parse_instant(self.window_start, name=f"{where}.window_start")
         end = parse_instant(self.window_end, name=f"{where}.window_end")
         if end <= start:
@@ -340,7 +358,7 @@ class DataComplete(Condition):
         last_expected = end - float(self.interval_seconds)
         rows = []
         latest: dict[str, float] = {}
-        for payload in responses:
+        for payload in _scoped(responses, self.requests):
             for row in iter_rows(payload):
                 when = _row_time(row)
                 if when is None or not start <= when < end:
@@ -397,8 +415,10 @@ class Occupancy(Condition):
     op: str
     threshold: Any
     match: str = "all"
+    requests: list[int] | None = None
 
     def validate(self, where: str) -> None:
+        _check_scope(self.requests, where)
         _check_asset_key(self.asset_key, where)
         _check_ids(self.asset_ids, where)
         _check_op(self.op, where)
@@ -424,7 +444,7 @@ class Occupancy(Condition):
         """Median per asset and response, then the highest across responses."""
         wanted = set(self.asset_ids)
         result: dict[str, float] = {}
-        for payload in responses:
+        for payload in _scoped(responses, self.requests):
             values: dict[str, list[float]] = {}
             for row in iter_rows(payload):
                 asset, value = row.get(self.asset_key), row.get("value")
