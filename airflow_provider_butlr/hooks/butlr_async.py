@@ -27,6 +27,8 @@ from airflow_provider_butlr.auth import (
     token_from_login_response,
 )
 from airflow_provider_butlr.exceptions import ButlrAuthError, ButlrConfigurationError
+from airflow_provider_butlr.hooks.butlr import GRAPHQL_PATH
+from airflow_provider_butlr.hooks.butlr import _is_unauthenticated as is_unauthenticated
 from airflow_provider_butlr.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -249,6 +251,20 @@ class ButlrAsyncHook(BaseHook):
             if error is exc:
                 raise
             raise error from exc
+
+
+def _token_refused(response: httpx.Response, endpoint: str) -> bool:
+    """HTTP 401, or GraphQL's HTTP 200 with an ``UNAUTHENTICATED`` error: both mean "log in again"."""
+    if response.status_code == 401:
+        return True
+    if response.status_code != 200 or not endpoint.rstrip("/").endswith(GRAPHQL_PATH):
+        return False
+    try:
+        payload = response.json()
+    except ValueError:
+        return False
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    return isinstance(errors, list) and is_unauthenticated(errors)
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:

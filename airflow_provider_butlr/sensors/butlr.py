@@ -63,10 +63,6 @@ ASSET_MEASUREMENTS: dict[str, tuple[str, str, str | None]] = {
     "zones": ("zone_id", "zone_occupancy", None),  # zones support presence only
 }
 OCCUPANCY_SOURCES = ("auto", "presence", "traffic")
-SITE_TIMEZONES_QUERY = (
-    "query ButlrSiteTimezones { sites { data { id timezone "
-    "buildings { floors { id rooms { id } zones { id } } } } } }"
-)
 DEFER_TIMEOUT_MARGIN = 60.0  # Airflow's own deferral timeout backs up the trigger's deadline
 
 
@@ -431,29 +427,11 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
 
     def site_timezone(self) -> str:
         """The one timezone of the sites holding the assets (UTC for a site without one)."""
-        wanted = {
-            i
-            for ids in _asset_arguments(self.floors, self.rooms, self.zones).values()
-            for i in ([ids] if isinstance(ids, str) else ids)
-        }
-        data = self.hook.graphql(SITE_TIMEZONES_QUERY)
-        found: dict[str, str] = {}
-        for site in ((data or {}).get("sites") or {}).get("data") or []:
-            for building in site.get("buildings") or []:
-                for floor in building.get("floors") or []:
-                    ids = [
-                        floor["id"],
-                        *(r["id"] for r in floor.get("rooms") or []),
-                        *(z["id"] for z in floor.get("zones") or []),
-                    ]
-                    for asset in wanted.intersection(ids):
-                        found[asset] = site.get("timezone") or "UTC"
-        missing = sorted(wanted - set(found))
-        if missing:
-            raise ButlrConfigurationError(
-                f"{self.task_id}: asset(s) not found in the Butlr topology: {', '.join(missing[:10])}"
-            )
-        zones = sorted(set(found.values()))
+        assets = _asset_arguments(self.floors, self.rooms, self.zones)
+        topology = self.hook.get_topology()
+        zones = sorted(
+            {topology.timezone_of(i) for kind, ids in assets.items() for i in validate_ids(kind, ids)}
+        )
         if len(zones) > 1:
             raise ButlrConfigurationError(
                 f"{self.task_id}: the assets belong to sites in different timezones ({', '.join(zones)}); "
