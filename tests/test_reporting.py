@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -250,7 +251,7 @@ def test_window_floor_on_local_clocks() -> None:
 
 def _assert_partition(chunks: list, start: datetime, stop: datetime) -> None:
     assert chunks[0][0] == start and chunks[-1][1] == stop
-    for (_, a_stop), (b_start, _) in zip(chunks, chunks[1:]):
+    for (_, a_stop), (b_start, _) in pairwise(chunks):
         assert a_stop == b_start
 
 
