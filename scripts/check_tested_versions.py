@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Check the README's "Tested versions" table against the matrix run (``.matrix-results.json``).
+
+    check_tested_versions.py            # exit 1 if the README and the run disagree
+    check_tested_versions.py --render   # print the table the run supports (paste it into the README)
+
+The check compares the (Airflow, Python) rows of the first Markdown table under the
+``## Tested versions`` heading with the runs, and requires every run to have passed. Other
+columns are free text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from matrix_results import DEFAULT_RESULTS, REPO, load, minor_of
+
+HEADING = "## Tested versions"
+# Where the connection form comes from on each minor (docs; verified by tests/test_registration.py
+# and scripts/ui_check.sh).
+FORM_SOURCE = {
+    "3.0": "hook's Python methods; filled only where FAB/WTForms are installed",
+    "3.1": "hook's Python methods (Airflow mocks WTForms)",
+    "3.2": "declarative `conn-fields` in the provider info",
+    "3.3": "declarative `conn-fields`; the hook is not imported",
+}
+
+
+def render(runs: list[dict[str, Any]]) -> str:
+    """The Markdown table for the README, newest Airflow first."""
+    lines = ["| Airflow | Python | Tests | Connection form |", "|---|---|---|---|"]
+    for run in reversed(runs):
+        source = FORM_SOURCE.get(run["minor"], "")
+        lines.append(f"| {run['airflow']} | {run['python']} | {run['result']} | {source} |")
+    return "\n".join(lines)
+
+
+def readme_rows(readme: str) -> set[tuple[str, str]]:
+    """(Airflow, Python) pairs of the first table under the heading."""
+    _, found, rest = readme.partition(HEADING)
+    if not found:
+        raise SystemExit(f"README has no {HEADING!r} section")
+    table: list[list[str]] = []
+    for line in rest.splitlines()[1:]:
+        if line.startswith("## "):
+            break
+        if line.strip().startswith("|"):
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif table:
+            break
+    if len(table) < 3:
+        raise SystemExit(f"no Markdown table with rows under {HEADING!r}")
+    header = [cell.lower() for cell in table[0]]
+    try:
+        airflow_col, python_col = header.index("airflow"), header.index("python")
+    except ValueError:
+        raise SystemExit(f"the table under {HEADING!r} needs 'Airflow' and 'Python' columns") from None
+    return {(row[airflow_col], row[python_col]) for row in table[2:]}
+
+
+def disagreements(claimed: set[tuple[str, str]], runs: list[dict[str, Any]]) -> list[str]:
+    """Human-readable reasons why the README table and the run do not match (empty: they agree)."""
+    ran = {(run["airflow"], run["python"]) for run in runs}
+    problems = [f"Airflow {r['airflow']}: tests {r['result']}" for r in runs if r["result"] != "passed"]
+    problems += [
+        f"README claims Airflow {a} on Python {p}, the run has no such result"
+        for a, p in sorted(claimed - ran)
+    ]
+    problems += [
+        f"the run tested Airflow {a} on Python {p}, the README does not list it"
+        for a, p in sorted(ran - claimed)
+    ]
+    claimed_minors = [minor_of(a) for a, _ in claimed]
+    problems += [
+        f"README lists Airflow {m}.x more than once"
+        for m in sorted(set(claimed_minors))
+        if claimed_minors.count(m) > 1
+    ]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--render", action="store_true", help="print the table the results support")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        print(f"{args.results} not found: run ./scripts/test_matrix.sh first", file=sys.stderr)
+        return 2
+    runs = load(args.results)["runs"]
+    if args.render:
+        print(render(runs))
+        return 0
+    problems = disagreements(readme_rows(args.readme.read_text()), runs)
+    for problem in problems:
+        print(f"tested versions: {problem}", file=sys.stderr)
+    if problems:
+        print(
+            f"\nThe table the run supports (python3 {sys.argv[0]} --render):\n{render(runs)}", file=sys.stderr
+        )
+        return 1
+    print(f"README tested versions agree with {args.results.name}: {', '.join(r['airflow'] for r in runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The Airflow version matrix: the whole test suite (the README's ./scripts/test.sh) on the newest
+# patch release of every Airflow minor the package claims, each in its own venv
+# .venv-matrix/af-X.Y (created and installed with uv on first use, reused afterwards).
+#
+#   ./scripts/test_matrix.sh                 # 3.0.6 3.1.8 3.2.2 3.3.2
+#   ./scripts/test_matrix.sh 3.1.8 3.3.2     # a subset
+#
+# Writes .matrix-results.json, prints "Airflow | result | passed/failed/skipped | seconds" and
+# exits non-zero if any minor fails. Logs: .venv-matrix/af-X.Y/test.log.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+
+DEFAULT_VERSIONS="3.0.6 3.1.8 3.2.2 3.3.2"
+read -r -a VERSIONS <<<"${*:-${AIRFLOW_VERSIONS:-$DEFAULT_VERSIONS}}"
+RESULTS="${MATRIX_RESULTS:-$REPO/.matrix-results.json}"
+PYTHON="${PYTHON:-python3}"
+export PYTHON
+
+rm -f "$RESULTS"  # the file describes this run only
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+for version in "${VERSIONS[@]}"; do
+  minor="${version%.*}"
+  venv="$REPO/.venv-matrix/af-$minor"
+  mkdir -p "$venv"
+  log="$venv/test.log"
+  junit="$venv/junit.xml"
+  rm -f "$junit"
+  echo ">> Airflow $version in $venv"
+
+  t0=$(now)
+  # scripts/_venv.sh creates the venv and installs "apache-airflow==$version" -e ".[test]" with uv.
+  if ! VENV="$venv" AIRFLOW_VERSION="$version" bash -c 'source "$1/scripts/_venv.sh"' _ "$REPO" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "!! install of Airflow $version failed" >&2
+  fi
+  t1=$(now)
+  installed="$("$venv/bin/python" -c 'import airflow; print(airflow.__version__)' 2>/dev/null || echo none)"
+  py="$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)"
+
+  code=0
+  if [ "$installed" != "$version" ]; then
+    echo "!! $venv has Airflow $installed, expected $version" >&2
+    code=2
+  else
+    VENV="$venv" AIRFLOW_VERSION="$version" "$REPO/scripts/test.sh" -q --junitxml="$junit" >>"$log" 2>&1 || code=$?
+    if [ "$code" -ne 0 ]; then
+      grep -E "^(FAILED|ERROR)" "$log" >&2 || tail -n 40 "$log" >&2
+    fi
+  fi
+  t2=$(now)
+  tail -n 1 "$log"
+  "$PYTHON" "$REPO/scripts/matrix_results.py" --results "$RESULTS" record --airflow "$version" --python "$py" \
+    --junit "$junit" --exit-code "$code" --install-seconds "$(elapsed "$t0" "$t1")" \
+    --test-seconds "$(elapsed "$t1" "$t2")"
+done
+
+echo
+echo "Results: $RESULTS"
+exec "$PYTHON" "$REPO/scripts/matrix_results.py" --results "$RESULTS" table --expect "${VERSIONS[@]}"
