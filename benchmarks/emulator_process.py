@@ -98,6 +98,10 @@ class EmulatorProcess:
     def clock_advance(self, seconds: float) -> None:
         self.call("clock_advance", seconds=seconds)
 
+    def clock_reset(self) -> None:
+        """Back to real time."""
+        self.call("clock_reset")
+
     def asset_ids(self, kind: str, limit: int | None = None) -> list[str]:
         """Ids of ``rooms`` / ``floors`` / ``zones`` in the org's stable order."""
         return list(self.call("asset_ids", kind=kind, limit=limit))
@@ -112,7 +116,8 @@ class EmulatorProcess:
 def _ops(emu: Any) -> dict[str, Any]:
     def set_config(**fields: Any) -> None:
         for name, value in fields.items():
-            if not hasattr(emu.config, name):
+            # reporting_*/stats_* knobs are read with getattr defaults by the time-series engine
+            if not hasattr(emu.config, name) and not name.startswith(("reporting_", "stats_")):
                 raise AttributeError(f"EmulatorConfig has no field {name!r}")
             setattr(emu.config, name, value)
 
@@ -133,6 +138,7 @@ def _ops(emu: Any) -> dict[str, Any]:
         "clock_now": lambda: emu.clock.now().isoformat(),
         "clock_set": lambda moment, tick=True: emu.clock.set(datetime.fromisoformat(moment), tick=tick),
         "clock_advance": lambda seconds: emu.clock.advance(seconds).isoformat(),
+        "clock_reset": lambda: emu.clock.reset(),
         "asset_ids": asset_ids,
         "site_of": site_of,
     }

@@ -1,0 +1,140 @@
+"""Scenario 3: export throughput and peak memory, 30 days of 15-minute windows, 200 rooms and 10x that."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    BENCH_CONN_ID,
+    HTTP_CONN_ID,
+    REPO,
+    Line,
+    ScenarioResult,
+    Settings,
+    Target,
+    butlr_connection_json,
+    http_connection_json,
+    median,
+    ratio,
+)
+from benchmarks.contenders import rfc3339
+from benchmarks.emulator_process import EmulatorProcess
+
+KEY = "export"
+TITLE = "Export: 30 days x 15-minute windows, throughput and peak RSS"
+START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+MiB = 2**20
+
+
+def export_once(mode: str, rooms: int, days: int, work_dir: Path) -> dict[str, Any]:
+    """One export in a fresh client process against a fresh emulator process (cold caches)."""
+    with EmulatorProcess(size="large") as emu:
+        url, client_id, client_secret, audience = emu.credentials()
+        spec: dict[str, Any] = {
+            "mode": mode,
+            "rooms": emu.asset_ids("rooms", rooms),
+            "start": rfc3339(START),
+            "stop": rfc3339(START + timedelta(days=days)),
+            "every": "15m",
+            "out": str(work_dir / f"export-{mode}-{rooms}.{'jsonl' if mode == 'operator' else 'json'}"),
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "audience": audience,
+        }
+        env = {
+            **os.environ,
+            f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": butlr_connection_json(
+                url, client_id, client_secret, audience
+            ),
+            f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection_json(url),
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.export_child", json.dumps(spec)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        requests = emu.requests("/api/v3/reporting")
+    Path(spec["out"]).unlink(missing_ok=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} export of {rooms} rooms failed: {out.stderr.strip()[-2000:]}")
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "requests": requests}
+
+
+def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResult:
+    rooms_1x = settings.pick(200, 20)
+    days = settings.pick(30, 3)
+    rounds = settings.pick(1, 1)
+    runs_spec = {
+        f"ButlrReportingOperator -> JSONL, {rooms_1x} rooms (1x)": ("operator", rooms_1x),
+        f"ButlrReportingOperator -> JSONL, {rooms_1x * 10} rooms (10x)": ("operator", rooms_1x * 10),
+        f"HttpHook per batch, rows in a list, {rooms_1x} rooms (1x)": ("httphook", rooms_1x),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in runs_spec}
+    names = list(runs_spec)
+    for round_no in range(rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            mode, rooms = runs_spec[name]
+            runs[name].append(export_once(mode, rooms, days, settings.work_dir))
+
+    result = ScenarioResult(
+        key=KEY,
+        title=TITLE,
+        method=(
+            f"room_occupancy, mean, 15-minute windows, {days} days from {START.date()}; each export in a fresh "
+            "client process (peak RSS = ru_maxrss of that process; baseline = RSS after imports, before "
+            "the export) against a fresh emulator process; "
+            f"{rounds} round(s), contenders interleaved. The HttpHook contender is the hand-written "
+            "alternative (10 rooms per request, no paging, rows kept in a list, one json.dump); it runs "
+            "at 1x only, since its memory grows with the export by design."
+        ),
+    )
+    summary: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        figures = {
+            "rows": rs[0]["rows"],
+            "requests": rs[0]["requests"],
+            "seconds": median([r["seconds"] for r in rs]),
+            "rows_per_second": median([r["rows_per_second"] for r in rs]),
+            "peak_rss_mib": median([r["peak_rss"] for r in rs]) / MiB,
+            "baseline_rss_mib": median([r["baseline_rss"] for r in rs]) / MiB,
+            "file_mib": rs[0]["file_bytes"] / MiB,
+        }
+        figures["export_rss_mib"] = figures["peak_rss_mib"] - figures["baseline_rss_mib"]
+        summary[name] = figures
+        result.lines.append(
+            Line(
+                name,
+                f"{figures['rows']:,} rows in {figures['seconds']:.1f} s = {figures['rows_per_second']:,.0f} rows/s; "
+                f"peak RSS {figures['peak_rss_mib']:.0f} MiB ({figures['export_rss_mib']:+.0f} MiB over the "
+                f"{figures['baseline_rss_mib']:.0f} MiB baseline); {figures['requests']} requests",
+                figures,
+            )
+        )
+    one, ten, http = (summary[name] for name in names)
+    result.ratios = {
+        "peak_rss_10x_over_1x": ratio(ten["peak_rss_mib"], one["peak_rss_mib"]),
+        "export_rss_10x_over_1x": ratio(ten["export_rss_mib"], one["export_rss_mib"]),
+        "rows_per_second_10x_over_1x": ratio(ten["rows_per_second"], one["rows_per_second"]),
+        "httphook_peak_rss_over_operator_1x": ratio(http["peak_rss_mib"], one["peak_rss_mib"]),
+        "operator_rows_per_second_over_httphook_1x": ratio(one["rows_per_second"], http["rows_per_second"]),
+    }
+    result.targets.append(
+        Target(
+            "peak RSS of the 10x export / the 1x export",
+            result.ratios["peak_rss_10x_over_1x"],
+            1.2,
+            "<=",
+            "x",
+        )
+    )
+    return result
