@@ -203,17 +203,17 @@ class ButlrAsyncHook(BaseHook):
 
         async def attempt() -> Any:
             response, token = await send()
-            if response.status_code == 401:
+            if _token_refused(response, endpoint):
                 TOKEN_CACHE.invalidate(settings.cache_key, token)
                 self.log.info(
-                    "Butlr %s %s answered 401; logging in again and replaying once.", method, endpoint
+                    "Butlr %s %s refused the token; logging in again and replaying once.", method, endpoint
                 )
                 response, token = await send()
-                if response.status_code == 401:
+                if _token_refused(response, endpoint):
                     TOKEN_CACHE.invalidate(settings.cache_key, token)
                     raise ButlrAuthError(
-                        f"Butlr {method} {endpoint} refused the token with HTTP 401 even after a fresh login"
-                        f" ({error_text(response.text, (settings.secret,))})",
+                        f"Butlr {method} {endpoint} refused the token (HTTP {response.status_code}) even after "
+                        f"a fresh login ({error_text(response.text, (settings.secret,))})",
                         status=401,
                         method=method,
                         endpoint=endpoint,
