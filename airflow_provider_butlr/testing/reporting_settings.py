@@ -1,0 +1,62 @@
+"""The time-series engine's knobs, read from ``EmulatorConfig`` (``reporting_*`` / ``stats_*`` fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+WINDOW_ALIGNMENTS = ("clock", "start", "auto")
+TIME_LABELS = ("start", "stop")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Defaults follow the Butlr docs where they say something, else the guesses noted per field."""
+
+    seed: int = 42
+    # Silent-empty processing budget: more ids than this (all id filters together) -> 200 + empty data.
+    reporting_max_ids: int = 30
+    # ... and this many for ranges of ``reporting_long_range_hours`` or more (SUP zone article).
+    reporting_max_ids_long: int = 10
+    reporting_long_range_hours: int = 24
+    # Guard for the emulator itself: series x minutes above this also returns the silent empty result.
+    reporting_max_series_minutes: int = 20_000_000
+    # Windows touching the last N minutes before now carry data_incomplete: true.
+    reporting_incomplete_minutes: int = 15
+    # The last N minutes before now have no data at all (nor has the future).
+    reporting_missing_minutes: int = 5
+    # "clock": windows aligned to `every` in window.timezone (local midnight for 1d); "start": aligned to
+    # the query start; "auto": start-aligned only for group_by with order + raw (as the MCP fixture shows).
+    reporting_window_alignment: str = "clock"
+    # Whether a row's `time` is its window's start (default, [GUESS]) or stop (Flux's default).
+    reporting_time_label: str = "start"
+    # Reject unknown keys in the request body (typos) instead of ignoring them as a lenient server would.
+    reporting_strict_keys: bool = True
+    # Stats: more than this many item-days (items x days in range) -> 504.
+    stats_max_item_days: int = 500
+
+    @classmethod
+    def from_config(cls, config: Any) -> EngineSettings:
+        """Pick the known fields off any config object (missing ones keep their defaults)."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the allowed values."""
+        if self.reporting_window_alignment not in WINDOW_ALIGNMENTS:
+            raise ValueError(
+                f"reporting_window_alignment={self.reporting_window_alignment!r}; allowed: {WINDOW_ALIGNMENTS}"
+            )
+        if self.reporting_time_label not in TIME_LABELS:
+            raise ValueError(f"reporting_time_label={self.reporting_time_label!r}; allowed: {TIME_LABELS}")
+        for name in (
+            "reporting_incomplete_minutes",
+            "reporting_missing_minutes",
+            "reporting_max_ids",
+            "reporting_max_ids_long",
+            "stats_max_item_days",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
