@@ -1,0 +1,816 @@
+"""Butlr operators: thin wrappers that validate arguments, call one ButlrHook method and shape the output.
+
+Nothing here touches the network or a Connection while a DAG file is parsed: hooks are built in
+``execute``. Arguments are validated at construction when they are plain values, and again at the
+start of ``execute`` after templates were rendered, with errors naming the argument.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
+from itertools import chain, islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
+from airflow_provider_butlr.export import ExportStats, validate_concurrency
+from airflow_provider_butlr.hooks.butlr import ButlrHook
+from airflow_provider_butlr.output import output_format_for, write_rows
+from airflow_provider_butlr.queries import device_health_report
+from airflow_provider_butlr.reporting import (
+    CALIBRATED_MEASUREMENTS,
+    MEASUREMENTS,
+    BatchLimits,
+    ReportingQuery,
+    Row,
+    format_time,
+    local_day_bounds,
+    normalise_calibrated,
+    parse_datetime,
+    parse_every,
+    validate_days,
+    validate_functions,
+    validate_ids,
+    validate_measurements,
+    validate_stats_items,
+    validate_stats_measurements,
+    validate_time_ranges,
+    validate_timezone,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+POST_PATH_PREFIXES = ("/api/v3/reporting", "/api/v4/reporting", "/api/v3/graphql")
+CONTAINER_KINDS = ("sites", "buildings")
+DEFAULT_MAX_XCOM_ROWS = 1000
+
+
+class ButlrDeviceHealthError(ButlrError):
+    """Device health passed a threshold the DAG author set (the report is in XCom ``device_health``)."""
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def is_literal(value: Any) -> bool:
+    """A plain value that is final at parse time (not a template string, XComArg or mapped argument)."""
+    if value is None or isinstance(value, (bool, int, float, date)):
+        return True
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, (list, tuple)):
+        return all(is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_literal(v) for k, v in value.items())
+    return False
+
+
+def ensure_json(value: Any, what: str) -> Any:
+    """Refuse a value that cannot go to XCom as JSON (with a hint)."""
+    try:
+        jsonlib.dumps(value)
+    except (TypeError, ValueError) as err:
+        raise ButlrDataError(
+            f"{what} is not JSON-serialisable ({err}); return plain dicts, lists, strings and numbers"
+        ) from err
+    return value
+
+
+def _check_positive_int(value: Any, name: str, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ButlrConfigurationError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_share(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ButlrConfigurationError(
+            f"{name} must be a share between 0 and 1 (e.g. 0.2 for 20 %), got {value!r}"
+        )
+
+
+def _context_datetime(context: Mapping[str, Any], key: str) -> datetime | None:
+    value = context.get(key)
+    return value if isinstance(value, datetime) else None
+
+
+def run_day(context: Mapping[str, Any]) -> date:
+    """The day ``local_day=True`` exports.
+
+    With a data interval (``CronDataIntervalTimetable``...): the date its start falls on in the DAG's
+    timezone. Without one (Airflow 3's default ``CronTriggerTimetable``, manual runs): the day before
+    the logical date, i.e. "yesterday" of a nightly run.
+    """
+    start = _context_datetime(context, "data_interval_start")
+    end = _context_datetime(context, "data_interval_end")
+    dag_tz = getattr(context.get("dag"), "timezone", None) or timezone.utc
+    if start is not None and end is not None and end > start:
+        return start.astimezone(dag_tz).date()
+    logical = _context_datetime(context, "logical_date") or start or end
+    if logical is None:
+        raise ButlrConfigurationError(
+            "local_day=True needs a logical date or a data interval; this run has neither: pass local_day='YYYY-MM-DD'"
+        )
+    return (logical.astimezone(dag_tz) - timedelta(days=1)).date()
+
+
+class _TimeWindowMixin:
+    """Time bounds shared by the reporting and stats operators: explicit, local days, or the data interval."""
+
+    start: Any
+    stop: Any
+    local_day: Any
+    days: int
+    timezone: str | None
+
+    def _validate_time_args(self, strict: bool) -> None:
+        for name in ("start", "stop"):
+            value = getattr(self, name)
+            if value is not None and (strict or is_literal(value)):
+                parse_datetime(value, name)
+        if self.timezone is not None and (strict or is_literal(self.timezone)):
+            validate_timezone(self.timezone)
+        _check_positive_int(self.days, "days", allow_none=False)
+        if self._explicit_day() is not None and (strict or is_literal(self.local_day)):
+            local_day_bounds(self._explicit_day() or "", "UTC")
+        if self.local_day and (self.start is not None or self.stop is not None):
+            raise ButlrConfigurationError("pass either local_day or start/stop, not both")
+
+    def _explicit_day(self) -> date | str | None:
+        """``local_day`` when it names a day (a date or ``YYYY-MM-DD``), None for True/False/None."""
+        if self.local_day in (None, False, True) or str(self.local_day).strip().lower() in (
+            "true",
+            "false",
+            "",
+        ):
+            return None
+        return self.local_day if isinstance(self.local_day, date) else str(self.local_day)
+
+    def _bounds(self, context: Mapping[str, Any], tz: str) -> tuple[datetime, datetime]:
+        """``[start, stop)`` in UTC: the ``days`` local days ending on the local day in ``tz``, or start/stop,
+        or the run's data interval."""
+        if self.local_day and str(self.local_day).strip().lower() != "false":
+            named = self._explicit_day()
+            if named is None:
+                last = run_day(context)
+            else:
+                last = named if isinstance(named, date) else date.fromisoformat(named.strip()[:10])
+            first, _ = local_day_bounds(last - timedelta(days=self.days - 1), tz)
+            _, after = local_day_bounds(last, tz)
+            return first, after
+        start = self.start if self.start is not None else _context_datetime(context, "data_interval_start")
+        stop = self.stop if self.stop is not None else _context_datetime(context, "data_interval_end")
+        if start is None or stop is None:
+            raise ButlrConfigurationError(
+                "start/stop are not set and the run has no data interval; pass start= and stop=, or local_day="
+            )
+        begin, end = parse_datetime(start, "start"), parse_datetime(stop, "stop")
+        if end <= begin:
+            raise ButlrConfigurationError(
+                f"the range [{format_time(begin)}, {format_time(end)}) is empty (runs of a CronTriggerTimetable "
+                "have an empty data interval); pass start=/stop= or local_day=True"
+            )
+        return begin, end
+
+
+def _validate_selection(selection: Mapping[str, Any], strict: bool) -> dict[str, list[str]]:
+    """Ids per kind (plain values only unless ``strict``); with ``strict`` at least one id is required."""
+    result = {}
+    for kind, value in selection.items():
+        if strict or is_literal(value):
+            result[kind] = validate_ids(kind, value)
+    if strict and not any(result.values()):
+        raise ButlrConfigurationError(f"select assets with at least one of {', '.join(selection)}")
+    return result
+
+
+# --- ButlrOperator -----------------------------------------------------------------------------
+
+
+class ButlrOperator(BaseOperator):
+    """Call any Butlr API endpoint and push the JSON answer (optionally checked and filtered) to XCom.
+
+    :param endpoint: path such as ``/api/v3/graphql`` or ``/api/v4/reporting/stats`` (templated).
+    :param method: HTTP method; default POST for reporting, stats and GraphQL paths, GET otherwise.
+    :param json: request body (templated).
+    :param query_params: query-string parameters (templated). Not ``params``: that name belongs to
+        Airflow (DAG/task Params, also filled from ``default_args``).
+    :param response_check: ``callable(payload) -> bool``; False fails the task.
+    :param response_filter: ``callable(payload) -> value``; its result goes to XCom.
+    :param butlr_conn_id: the Butlr connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("butlr_conn_id", "endpoint", "method", "json", "query_params")
+    template_fields_renderers = {"json": "json", "query_params": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        method: str | None = None,
+        json: Any = None,
+        query_params: dict[str, Any] | None = None,
+        response_check: Callable[[Any], bool] | None = None,
+        response_filter: Callable[[Any], Any] | None = None,
+        butlr_conn_id: str = ButlrHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint = endpoint
+        self.method = method
+        self.json = json
+        self.query_params = query_params
+        self.response_check = response_check
+        self.response_filter = response_filter
+        self.butlr_conn_id = butlr_conn_id
+        self._validate(strict=False)
+
+    def _validate(self, strict: bool) -> None:
+        if (strict or is_literal(self.endpoint)) and (
+            not isinstance(self.endpoint, str) or not self.endpoint.strip()
+        ):
+            raise ButlrConfigurationError(
+                f"endpoint must be a non-empty path such as /api/v3/graphql, got {self.endpoint!r}"
+            )
+        if (
+            self.method is not None
+            and (strict or is_literal(self.method))
+            and str(self.method).upper() not in HTTP_METHODS
+        ):
+            raise ButlrConfigurationError(
+                f"method {self.method!r} is not allowed; use one of {', '.join(HTTP_METHODS)}"
+            )
+        if (
+            self.query_params is not None
+            and (strict or is_literal(self.query_params))
+            and not isinstance(self.query_params, dict)
+        ):
+            raise ButlrConfigurationError(
+                f"query_params must be a dict, got {type(self.query_params).__name__}"
+            )
+        for name in ("response_check", "response_filter"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ButlrConfigurationError(f"{name} must be a callable, got {type(value).__name__}")
+
+    def resolved_method(self) -> str:
+        """The explicit method, else POST for reporting/stats/GraphQL paths and GET otherwise."""
+        if self.method:
+            return str(self.method).upper()
+        path = urlsplit(self.endpoint).path if "://" in self.endpoint else self.endpoint
+        return "POST" if ("/" + path.lstrip("/")).startswith(POST_PATH_PREFIXES) else "GET"
+
+    def execute(self, context: Context) -> Any:
+        self._validate(strict=True)
+        method = self.resolved_method()
+        with ButlrHook(self.butlr_conn_id) as hook:
+            payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
+        if self.response_check is not None and not self.response_check(payload):
+            raise ButlrError(f"response_check returned False for Butlr {method} {self.endpoint}")
+        if self.response_filter is not None:
+            payload = self.response_filter(payload)
+        return ensure_json(
+            payload, "the response" if self.response_filter is None else "response_filter's result"
+        )
+
+
+# --- ButlrReportingOperator --------------------------------------------------------------------
+
+
+class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
+    """Export reporting time series as flat rows: to a file (CSV / JSON Lines), or to XCom when small.
+
+    Select assets with ``floors``/``rooms``/``zones``/``tags`` ids, or ``sites``/``buildings``
+    (resolved to their floors, rooms and zones through the topology). Each measurement is queried for
+    the asset kind it is defined on (``room_occupancy`` -> rooms, ``floor_occupancy`` -> floors,
+    ``traffic`` -> floors, rows per sensor and ``field`` in/out).
+
+    Time: ``start``/``stop`` (default: the run's data interval), or ``local_day`` (True: the run's
+    day, see :func:`run_day`; or ``"YYYY-MM-DD"``) with ``days`` local days ending that day, computed
+    in each site's own timezone (DST-correct) unless ``timezone`` forces one.
+
+    The export splits ids into batches (``max_ids_per_request``, at most 30, at most 10 for a day or
+    more), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
+    (Butlr's silent truncation), and streams rows in a deterministic order.
+
+    Returns ``{"path", "format", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
+    with ``output_path``; else the list of rows (refused above ``max_xcom_rows``).
+    """
+
+    template_fields: Sequence[str] = (
+        "butlr_conn_id",
+        "measurements",
+        "sites",
+        "buildings",
+        "floors",
+        "rooms",
+        "zones",
+        "tags",
+        "start",
+        "stop",
+        "local_day",
+        "timezone",
+        "window_every",
+        "window_function",
+        "output_path",
+    )
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        measurements: str | Sequence[str],
+        sites: Sequence[str] | str | None = None,
+        buildings: Sequence[str] | str | None = None,
+        floors: Sequence[str] | str | None = None,
+        rooms: Sequence[str] | str | None = None,
+        zones: Sequence[str] | str | None = None,
+        tags: Sequence[str] | str | None = None,
+        start: datetime | str | None = None,
+        stop: datetime | str | None = None,
+        local_day: bool | str | date | None = None,
+        days: int = 1,
+        timezone: str | None = None,
+        window_every: str = "1h",
+        window_function: str | Sequence[str] = "mean",
+        calibrated: str | bool | None = None,
+        include_zeros: bool = True,
+        max_ids_per_request: int | None = None,
+        max_concurrency: int = 1,
+        output_path: str | None = None,
+        output_format: str | None = None,
+        output_conn_id: str | None = None,
+        max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
+        butlr_conn_id: str = ButlrHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.measurements = measurements
+        self.sites = sites
+        self.buildings = buildings
+        self.floors = floors
+        self.rooms = rooms
+        self.zones = zones
+        self.tags = tags
+        self.start = start
+        self.stop = stop
+        self.local_day = local_day
+        self.days = days
+        self.timezone = timezone
+        self.window_every = window_every
+        self.window_function = window_function
+        self.calibrated = calibrated
+        self.include_zeros = include_zeros
+        self.max_ids_per_request = max_ids_per_request
+        self.max_concurrency = max_concurrency
+        self.output_path = output_path
+        self.output_format = output_format
+        self.output_conn_id = output_conn_id
+        self.max_xcom_rows = max_xcom_rows
+        self.butlr_conn_id = butlr_conn_id
+        self._validate(strict=False)
+
+    def _selection(self, strict: bool = True) -> dict[str, list[str]]:
+        raw = {k: getattr(self, k) for k in ("sites", "buildings", "floors", "rooms", "zones", "tags")}
+        return _validate_selection(raw, strict)
+
+    def _resolve(self, hook: ButlrHook) -> dict[str, dict[str, list[str]]]:
+        """``{timezone: {kind: ids}}``: each site's assets under its own timezone unless one is forced."""
+        selection = self._selection()
+        containers = any(selection[k] for k in CONTAINER_KINDS)
+        if self.timezone is not None and not containers:
+            return {self.timezone: {k: v for k, v in selection.items() if v}}
+        topology = hook.get_topology()
+        assets = topology.resolve(selection)
+        if not assets:
+            chosen = ", ".join(k for k, v in selection.items() if v)
+            raise ButlrConfigurationError(f"the selected {chosen} hold no floors, rooms or zones")
+        if self.timezone is not None:
+            return {self.timezone: assets}
+        return topology.group_by_timezone(assets)
+
+    def _validate(self, strict: bool) -> None:
+        if strict or is_literal(self.measurements):
+            validate_measurements(self.measurements)
+        if strict or is_literal(self.window_every):
+            parse_every(self.window_every)
+        if strict or is_literal(self.window_function):
+            validate_functions(self.window_function)
+        calibrated = normalise_calibrated(self.calibrated)
+        if calibrated is not None and (strict or is_literal(self.measurements)):
+            names = validate_measurements(self.measurements)
+            if not any(m in CALIBRATED_MEASUREMENTS for m in names):
+                raise ButlrConfigurationError(
+                    f"calibrated={calibrated!r} is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}; "
+                    f"measurements are {', '.join(names)}"
+                )
+        if not isinstance(self.include_zeros, bool):
+            raise ButlrConfigurationError(f"include_zeros must be True or False, got {self.include_zeros!r}")
+        BatchLimits.capped(self.max_ids_per_request)
+        validate_concurrency(self.max_concurrency)
+        _check_positive_int(self.max_xcom_rows, "max_xcom_rows", allow_none=False)
+        if self.output_path is not None and (strict or is_literal(self.output_path)):
+            if not isinstance(self.output_path, str) or not self.output_path.strip():
+                raise ButlrConfigurationError(
+                    f"output_path must be a non-empty path or URI, got {self.output_path!r}"
+                )
+            output_format_for(self.output_path, self.output_format)
+        elif self.output_format is not None:
+            output_format_for("", self.output_format)
+        self._selection(strict)
+        self._validate_time_args(strict)
+
+    def _queries(self, context: Context, hook: ButlrHook) -> list[ReportingQuery]:
+        """One validated query per timezone group, built before any reporting request."""
+        groups = self._resolve(hook)
+        names = validate_measurements(self.measurements)
+        queries: list[ReportingQuery] = []
+        served: set[str] = set()
+        for tz, assets in groups.items():
+            wanted = [m for m in names if any(assets.get(k) for k in MEASUREMENTS[m][0])]
+            if not wanted:
+                self.log.info(
+                    "Nothing to export in %s: no %s among %s.", tz, "/".join(names), ", ".join(assets)
+                )
+                continue
+            served.update(wanted)
+            start, stop = self._bounds(context, tz)
+            queries.append(
+                ReportingQuery.build(
+                    wanted,
+                    start=start,
+                    stop=stop,
+                    assets={k: v for k, v in assets.items() if k not in CONTAINER_KINDS},
+                    every=self.window_every,
+                    function=self.window_function,
+                    timezone=tz,
+                    include_zeros=self.include_zeros,
+                    calibrated=self.calibrated if any(m in CALIBRATED_MEASUREMENTS for m in wanted) else None,
+                )
+            )
+        missing = [m for m in names if m not in served]
+        if missing:
+            kinds = " or ".join(MEASUREMENTS[missing[0]][0])
+            raise ButlrConfigurationError(
+                f"measurement {missing[0]!r} needs {kinds} ids, and the selection has none"
+            )
+        return queries
+
+    def execute(self, context: Context) -> Any:
+        self._validate(strict=True)
+        stats = ExportStats()
+        with ButlrHook(self.butlr_conn_id) as hook:
+            queries = self._queries(context, hook)
+            rows: Iterator[Row] = chain.from_iterable(
+                hook.iter_query_rows(
+                    q,
+                    max_ids_per_request=self.max_ids_per_request,
+                    max_concurrency=self.max_concurrency,
+                    stats=stats,
+                )
+                for q in queries
+            )
+            if self.output_path is None:
+                return self._rows_for_xcom(rows)
+            count = write_rows(rows, self.output_path, self.output_format, conn_id=self.output_conn_id)
+        summary = {
+            "path": self.output_path,
+            "format": output_format_for(self.output_path, self.output_format),
+            "rows": count,
+            "assets": sum(q.asset_count for q in queries),
+            "start": format_time(min(q.start for q in queries)),
+            "stop": format_time(max(q.stop for q in queries)),
+            "ranges": [
+                {
+                    "timezone": q.timezone,
+                    "start": format_time(q.start),
+                    "stop": format_time(q.stop),
+                    "assets": q.asset_count,
+                }
+                for q in queries
+            ],
+            "requests": stats.requests,
+            "resplits": stats.resplits,
+        }
+        self.log.info(
+            "Exported %d rows for %d assets to %s (%d requests).",
+            count,
+            summary["assets"],
+            self.output_path,
+            stats.requests,
+        )
+        return summary
+
+    def _rows_for_xcom(self, rows: Iterator[Row]) -> list[Row]:
+        kept = list(islice(rows, self.max_xcom_rows + 1))
+        if len(kept) > self.max_xcom_rows:
+            raise ButlrDataError(
+                f"the export has more than max_xcom_rows={self.max_xcom_rows} rows, too many for XCom; set "
+                "output_path (a local path or an ObjectStoragePath URI such as s3://bucket/butlr/{{ ds }}.jsonl) "
+                "or raise max_xcom_rows"
+            )
+        return kept
+
+
+# --- ButlrStatsOperator ------------------------------------------------------------------------
+
+
+class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
+    """Aggregates from ``POST /api/v4/reporting/stats``: ``{item_id: {measurement: number}}`` to XCom.
+
+    Items are floor/room/zone ids (``items``) and/or the ``resolve_to`` assets (floors by default) of
+    ``sites``/``buildings``. Butlr requires the items of one request to share a timezone: they are
+    grouped by site timezone, and with ``local_day`` each group gets its own local days.
+    """
+
+    template_fields: Sequence[str] = (
+        "butlr_conn_id",
+        "measurements",
+        "items",
+        "sites",
+        "buildings",
+        "start",
+        "stop",
+        "local_day",
+        "timezone",
+        "exclude_days_of_week",
+        "time_ranges",
+    )
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        measurements: str | Sequence[str],
+        items: Sequence[str] | str | None = None,
+        sites: Sequence[str] | str | None = None,
+        buildings: Sequence[str] | str | None = None,
+        resolve_to: str = "floors",
+        start: datetime | str | None = None,
+        stop: datetime | str | None = None,
+        local_day: bool | str | date | None = None,
+        days: int = 1,
+        timezone: str | None = None,
+        exclude_days_of_week: Sequence[str] | str | None = None,
+        time_ranges: Sequence[Any] | None = None,
+        max_items_per_request: int = 30,
+        butlr_conn_id: str = ButlrHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.measurements = measurements
+        self.items = items
+        self.sites, self.buildings = sites, buildings
+        self.resolve_to = resolve_to
+        self.start, self.stop, self.local_day, self.days, self.timezone = (
+            start,
+            stop,
+            local_day,
+            days,
+            timezone,
+        )
+        self.exclude_days_of_week = exclude_days_of_week
+        self.time_ranges = time_ranges
+        self.max_items_per_request = max_items_per_request
+        self.butlr_conn_id = butlr_conn_id
+        self._validate(strict=False)
+
+    def _validate(self, strict: bool) -> None:
+        if strict or is_literal(self.measurements):
+            validate_stats_measurements(self.measurements)
+        if self.resolve_to not in ("floors", "rooms", "zones"):
+            raise ButlrConfigurationError(
+                f"resolve_to {self.resolve_to!r} is not allowed; use floors, rooms or zones"
+            )
+        if self.items and (strict or is_literal(self.items)):
+            validate_stats_items(self.items)
+        containers = _validate_selection({"sites": self.sites, "buildings": self.buildings}, strict=False)
+        if strict and not self.items and not any(containers.values()):
+            raise ButlrConfigurationError("select items (floor, room or zone ids) and/or sites or buildings")
+        if strict or is_literal(self.exclude_days_of_week):
+            validate_days(self.exclude_days_of_week)
+        if strict or is_literal(self.time_ranges):
+            validate_time_ranges(self.time_ranges)
+        _check_positive_int(self.max_items_per_request, "max_items_per_request", allow_none=False)
+        self._validate_time_args(strict)
+
+    def _items_by_timezone(self, hook: ButlrHook) -> dict[str, list[str]]:
+        explicit = validate_stats_items(self.items) if self.items else []
+        containers = {k: validate_ids(k, getattr(self, k)) for k in CONTAINER_KINDS}
+        if self.timezone is not None and not any(containers.values()):
+            return {self.timezone: explicit}
+        topology = hook.get_topology()
+        resolved = topology.resolve(containers).get(self.resolve_to, []) if any(containers.values()) else []
+        chosen = list(dict.fromkeys(explicit + resolved))
+        if self.timezone is not None:
+            return {self.timezone: chosen}
+        groups: dict[str, list[str]] = {}
+        for item in chosen:
+            groups.setdefault(topology.timezone_of(item), []).append(item)
+        return dict(sorted(groups.items()))
+
+    def execute(self, context: Context) -> dict[str, dict[str, Any]]:
+        self._validate(strict=True)
+        result: dict[str, dict[str, Any]] = {}
+        with ButlrHook(self.butlr_conn_id) as hook:
+            for tz, items in self._items_by_timezone(hook).items():
+                start, stop = self._bounds(context, tz)
+                self.log.info(
+                    "Stats for %d items in %s, [%s, %s).",
+                    len(items),
+                    tz,
+                    format_time(start),
+                    format_time(stop),
+                )
+                result.update(
+                    hook.query_stats(
+                        self.measurements,
+                        items,
+                        start=start,
+                        stop=stop,
+                        exclude_days_of_week=self.exclude_days_of_week,
+                        time_ranges=self.time_ranges,
+                        max_items_per_request=self.max_items_per_request,
+                    )
+                )
+        return ensure_json(result, "the stats")
+
+
+# --- ButlrGraphQLOperator ----------------------------------------------------------------------
+
+
+class ButlrGraphQLOperator(BaseOperator):
+    """Run a GraphQL query (``query`` and ``variables`` templated; ``.graphql`` files allowed); return ``data``.
+
+    Any ``errors`` entry fails the task, even with partial data.
+    """
+
+    template_fields: Sequence[str] = ("butlr_conn_id", "query", "variables")
+    template_ext: Sequence[str] = (".graphql", ".gql")
+    template_fields_renderers = {"query": "graphql", "variables": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+        butlr_conn_id: str = ButlrHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.query = query
+        self.variables = variables
+        self.operation_name = operation_name
+        self.butlr_conn_id = butlr_conn_id
+        self._validate(strict=False)
+
+    def _validate(self, strict: bool) -> None:
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise ButlrConfigurationError(f"query must be a non-empty GraphQL document, got {self.query!r}")
+        if (
+            self.variables is not None
+            and (strict or is_literal(self.variables))
+            and not isinstance(self.variables, dict)
+        ):
+            raise ButlrConfigurationError(f"variables must be a dict, got {type(self.variables).__name__}")
+
+    def execute(self, context: Context) -> Any:
+        self._validate(strict=True)
+        with ButlrHook(self.butlr_conn_id) as hook:
+            data = hook.graphql(self.query, self.variables, self.operation_name)
+        return ensure_json(data, "the GraphQL data")
+
+
+# --- ButlrDeviceHealthOperator -----------------------------------------------------------------
+
+
+class ButlrDeviceHealthOperator(BaseOperator):
+    """Report offline sensors/hives and battery status; fail when the user's thresholds are passed.
+
+    Placeholder test devices (``mi-rr-or``/``fa-ke`` MACs, ``fake`` serials) are excluded. Scope with
+    ``sites``/``buildings``/``floors`` (default: the whole organisation). The report goes to XCom
+    (return value, and key ``device_health`` even when the task fails).
+
+    :param max_offline_share: fail when the offline share of sensors or of hives is above this (0-1).
+    :param max_critical_batteries: fail when more batteries than this are past their change-by date.
+    :param offline_after_hours: also count a device as offline when its last heartbeat is older.
+    :param due_soon_days: a battery is ``due_soon`` within this many days of its change-by date.
+    """
+
+    template_fields: Sequence[str] = ("butlr_conn_id", "sites", "buildings", "floors")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        sites: Sequence[str] | str | None = None,
+        buildings: Sequence[str] | str | None = None,
+        floors: Sequence[str] | str | None = None,
+        max_offline_share: float | None = None,
+        max_critical_batteries: int | None = None,
+        offline_after_hours: float | None = None,
+        due_soon_days: int = 30,
+        butlr_conn_id: str = ButlrHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sites = sites
+        self.buildings = buildings
+        self.floors = floors
+        self.max_offline_share = max_offline_share
+        self.max_critical_batteries = max_critical_batteries
+        self.offline_after_hours = offline_after_hours
+        self.due_soon_days = due_soon_days
+        self.butlr_conn_id = butlr_conn_id
+        self._validate(strict=False)
+
+    def _validate(self, strict: bool) -> None:
+        _validate_selection({k: getattr(self, k) for k in ("sites", "buildings", "floors")}, strict=False)
+        _check_share(self.max_offline_share, "max_offline_share")
+        if self.max_critical_batteries is not None and (
+            isinstance(self.max_critical_batteries, bool)
+            or not isinstance(self.max_critical_batteries, int)
+            or self.max_critical_batteries < 0
+        ):
+            raise ButlrConfigurationError(
+                f"max_critical_batteries must be an integer >= 0, got {self.max_critical_batteries!r}"
+            )
+        if self.offline_after_hours is not None and (
+            isinstance(self.offline_after_hours, bool)
+            or not isinstance(self.offline_after_hours, (int, float))
+            or self.offline_after_hours <= 0
+        ):
+            raise ButlrConfigurationError(
+                f"offline_after_hours must be a positive number of hours, got {self.offline_after_hours!r}"
+            )
+        _check_positive_int(self.due_soon_days, "due_soon_days", allow_none=False)
+
+    def _floor_scope(self, hook: ButlrHook) -> list[str] | None:
+        selection = _validate_selection(
+            {k: getattr(self, k) for k in ("sites", "buildings", "floors")}, strict=False
+        )
+        if not any(selection.values()):
+            return None
+        return hook.get_topology().resolve(selection).get("floors", [])
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._validate(strict=True)
+        with ButlrHook(self.butlr_conn_id) as hook:
+            floors = self._floor_scope(hook)
+            sensors, hives = hook.get_sensors(), hook.get_hives()
+        report = device_health_report(
+            sensors,
+            hives,
+            datetime.now(timezone.utc),
+            floor_ids=floors,
+            offline_after_hours=self.offline_after_hours,
+            due_soon_days=self.due_soon_days,
+        )
+        s, h = report["sensors"], report["hives"]
+        self.log.info(
+            "Sensors: %d/%d offline; hives: %d/%d offline; batteries: %s (placeholders excluded: %d sensors, %d hives).",
+            s["offline"],
+            s["total"],
+            h["offline"],
+            h["total"],
+            report["battery"],
+            s["placeholders_excluded"],
+            h["placeholders_excluded"],
+        )
+        problems = self._problems(report)
+        if problems:
+            ti = context.get("ti") if hasattr(context, "get") else None
+            if ti is not None:
+                ti.xcom_push(key="device_health", value=report)
+            raise ButlrDeviceHealthError("Butlr device health check failed: " + "; ".join(problems))
+        return report
+
+    def _problems(self, report: Mapping[str, Any]) -> list[str]:
+        problems = []
+        if self.max_offline_share is not None:
+            for kind in ("sensors", "hives"):
+                share = report[kind]["offline_share"]
+                if share > self.max_offline_share:
+                    problems.append(
+                        f"{report[kind]['offline']} of {report[kind]['total']} {kind} offline "
+                        f"({share:.1%} > max_offline_share {self.max_offline_share:.1%})"
+                    )
+        critical = report["battery"]["critical"]
+        if self.max_critical_batteries is not None and critical > self.max_critical_batteries:
+            problems.append(
+                f"{critical} critical batteries (> max_critical_batteries {self.max_critical_batteries})"
+            )
+        return problems
