@@ -1,0 +1,161 @@
+"""ButlrAsyncHook against the emulator: shared token cache, 401 replay, retries, no sync lookups."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from airflow_provider_butlr.exceptions import ButlrAPIError, ButlrAuthError, ButlrConfigurationError
+from airflow_provider_butlr.hooks.butlr import ButlrHook
+from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
+from tests.conftest import TEST_CLIENT_SECRET, connection_json
+
+GRAPHQL = "/api/v3/graphql"
+SITES = {"query": "{ sites { data { id } } }"}
+
+
+def fast_async_hook(conn_id: str = "butlr_default", **kwargs: Any) -> ButlrAsyncHook:
+    kwargs.setdefault("retry_wait_initial", 0.01)
+    kwargs.setdefault("retry_wait_max", 0.05)
+    return ButlrAsyncHook(conn_id, **kwargs)
+
+
+async def sites(hook: ButlrAsyncHook) -> list[Any]:
+    payload = await hook.arequest_json("POST", GRAPHQL, json=SITES)
+    return list(payload["data"]["sites"]["data"])
+
+
+async def test_reads_the_connection_without_the_sync_lookup(
+    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk import BaseHook, Connection
+
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a blocking connection lookup ran on the event loop")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(forbidden))
+    monkeypatch.setattr(Connection, "get", classmethod(forbidden))
+    monkeypatch.setattr(Connection, "extra_dejson", property(forbidden))
+    async with fast_async_hook() as hook:
+        assert await sites(hook)
+        assert (await hook.aget_settings()).base_url == butlr_conn.url
+
+
+async def test_shares_the_token_cache_with_the_sync_hook(butlr_conn: Any) -> None:
+    ButlrHook().get_token()
+    async with fast_async_hook() as hook:
+        for _ in range(5):
+            await sites(hook)
+    ButlrHook().graphql(SITES["query"])
+    assert butlr_conn.counters.logins == 1
+
+
+async def test_401_drops_the_token_logs_in_once_and_replays(butlr_conn: Any) -> None:
+    async with fast_async_hook() as hook:
+        await sites(hook)
+        butlr_conn.revoke_all_tokens()
+        assert await sites(hook)
+    assert butlr_conn.counters.logins == 2
+    assert butlr_conn.counters.requests(GRAPHQL) == 3
+
+
+async def test_graphql_unauthenticated_is_handled_like_a_401(butlr_conn: Any) -> None:
+    butlr_conn.config.graphql_auth_error_mode = "graphql"
+    async with fast_async_hook() as hook:
+        await sites(hook)
+        butlr_conn.revoke_all_tokens()
+        assert await sites(hook)
+    assert butlr_conn.counters.logins == 2
+
+
+async def test_a_second_401_raises_an_auth_error(butlr_conn: Any) -> None:
+    butlr_conn.faults.add(path=GRAPHQL, kind="unauthorized")
+    async with fast_async_hook() as hook:
+        with pytest.raises(ButlrAuthError, match="even after a fresh login"):
+            await sites(hook)
+    assert butlr_conn.counters.requests(GRAPHQL) == 2
+
+
+async def test_429_waits_for_retry_after_then_succeeds(butlr_conn: Any) -> None:
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=429, retry_after="0.4", times=1)
+    async with fast_async_hook() as hook:
+        assert await sites(hook)
+    stamps = [r.timestamp for r in butlr_conn.counters.log if r.path == GRAPHQL]
+    assert len(stamps) == 2
+    assert stamps[1] - stamps[0] >= 0.35
+
+
+async def test_5xx_and_dropped_connections_are_retried(butlr_conn: Any) -> None:
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=502, at_calls=[1])
+    butlr_conn.faults.add(path=GRAPHQL, kind="drop", at_calls=[2])
+    async with fast_async_hook() as hook:
+        assert await sites(hook)
+    assert butlr_conn.counters.requests(GRAPHQL) == 3
+
+
+async def test_an_exhausted_budget_names_the_attempts(butlr_conn: Any) -> None:
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=503)
+    async with fast_async_hook(max_retries=2) as hook:
+        with pytest.raises(
+            ButlrAPIError, match=r"failed after 3 attempt\(s\) \(2 retries allowed\): HTTP 503"
+        ):
+            await sites(hook)
+    assert butlr_conn.counters.requests(GRAPHQL) == 3
+
+
+async def test_a_client_error_is_not_retried(butlr_conn: Any) -> None:
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=400)
+    async with fast_async_hook() as hook:
+        with pytest.raises(ButlrAPIError, match="HTTP 400") as err:
+            await sites(hook)
+    assert err.value.status == 400
+    assert butlr_conn.counters.requests(GRAPHQL) == 1
+
+
+async def test_bad_credentials_fail_once_without_the_secret(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-secret-Yk2Lp9Qr7Tz4"
+    monkeypatch.setenv("AIRFLOW_CONN_BUTLR_DEFAULT", connection_json(emulator, password=wrong))
+    caplog.set_level(logging.DEBUG)
+    async with fast_async_hook() as hook:
+        with pytest.raises(ButlrAuthError, match="Butlr login refused") as err:
+            await sites(hook)
+    assert emulator.counters.logins == 1
+    assert wrong not in str(err.value) and wrong not in caplog.text
+    assert TEST_CLIENT_SECRET not in str(err.value)
+
+
+async def test_tokens_are_kept_out_of_logs(butlr_conn: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with fast_async_hook() as hook:
+        await sites(hook)
+        butlr_conn.revoke_all_tokens()
+        await sites(hook)
+    assert butlr_conn.issued_tokens
+    for token in butlr_conn.issued_tokens:
+        assert token not in caplog.text
+    assert TEST_CLIENT_SECRET not in caplog.text
+
+
+async def test_refuses_another_host_and_an_unopened_client(butlr_conn: Any) -> None:
+    async with fast_async_hook() as hook:
+        with pytest.raises(ButlrConfigurationError, match="not on the Butlr API host"):
+            await hook.arequest_json("POST", "https://elsewhere.example/api/v3/graphql", json=SITES)
+    with pytest.raises(RuntimeError, match="async with"):
+        await sites(fast_async_hook())
+    assert butlr_conn.counters.total == 0
+
+
+async def test_concurrent_first_calls_share_one_login(butlr_conn: Any) -> None:
+    import asyncio
+
+    async with fast_async_hook() as one, fast_async_hook() as two:
+        results = await asyncio.gather(*(sites(h) for h in itertools.islice(itertools.cycle([one, two]), 10)))
+    assert all(results)
+    assert butlr_conn.counters.logins == 1
+    json.dumps(results)
