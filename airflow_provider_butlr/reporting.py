@@ -770,16 +770,11 @@ def page_info(payload: Any) -> dict[str, int]:
 
 
 def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
-    row: Row = dict.fromkeys(_STRING_COLUMNS, "")
-    row.update(
-        time="",
-        value=None,
-        data_incomplete=None,
-        null_percentage=None,
-        measurement=measurement,
-        function=function,
-        asset_type=asset_kind[:-1],
-    )
+    """An empty row with every column, in ``ROW_COLUMNS`` order (strings empty, numbers None)."""
+    row: Row = {
+        column: "" if column in _STRING_COLUMNS or column == "time" else None for column in ROW_COLUMNS
+    }
+    row.update(measurement=measurement, function=function, asset_type=asset_kind[:-1])
     return row
 
 
