@@ -73,6 +73,13 @@ class OrgSize:
     rooms_per_floor: int = 8
     zones_per_floor: int = 4
 
+    def __post_init__(self) -> None:
+        for name in ("sites", "buildings_per_site", "floors_per_building", "rooms_per_floor", "zones_per_floor"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"OrgSize.{name} must be >= 1, got {getattr(self, name)}")
+        if self.sites * self.buildings_per_site * self.floors_per_building < 2:
+            raise ValueError("OrgSize needs at least 2 floors in total (one of them is generated without sensors)")
+
 
 SIZE_PRESETS: dict[str, OrgSize] = {
     "small": OrgSize(),
@@ -250,7 +257,8 @@ class _OrgBuilder:
         return self.now - self.rng.randint(5, 120)
 
     def _hive(self, floor: Floor, index: int) -> Hive:
-        offline = self.rng.random() < 0.12
+        # Some hives are offline; the first hive of the second floor always is (so every seed has one).
+        offline = self.rng.random() < 0.12 or (len(self.floors) == 2 and index == 0)
         return Hive(
             id=self.ids.ksuid("hive"),
             name=f"Hive {floor.name} #{index + 1}",

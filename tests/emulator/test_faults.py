@@ -6,8 +6,8 @@ import http.client
 import json
 import threading
 import time
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 
 import pytest
 import requests

@@ -97,13 +97,22 @@ def test_stop_closes_keep_alive_connections_and_joins_threads() -> None:
 def test_stop_interrupts_an_injected_delay() -> None:
     emu = ButlrEmulator(port=0).start()
     emu.faults.add(path="/healthz", kind="delay", delay=30)
-    thread = threading.Thread(target=lambda: requests.get(f"{emu.url}/healthz", timeout=40))
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(requests.get(f"{emu.url}/healthz", timeout=40).status_code)
+        except requests.RequestException as exc:
+            outcome.append(type(exc))
+
+    thread = threading.Thread(target=call)
     thread.start()
     time.sleep(0.2)
     started = time.perf_counter()
     emu.stop()
     thread.join(5)
     assert time.perf_counter() - started < 3 and not thread.is_alive()
+    assert outcome in ([200], [requests.ConnectionError])  # answered early or cut off, never left hanging
 
 
 def test_several_emulators_in_one_process() -> None:
