@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_butlr.testing.reporting_settings import EngineSettings
+
 if TYPE_CHECKING:
     from airflow_provider_butlr.testing.seed import OrgSize
+
+_ENGINE = EngineSettings()
 
 DEFAULT_CLIENT_ID = "emulator-client-id"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret-do-not-use"
@@ -41,6 +45,17 @@ class EmulatorConfig:
     expires_in_mode: str = "present"
     # Largest request body accepted, in bytes (413 above).
     max_body_bytes: int = 10 * 1024 * 1024
+    # Time-series engine (reporting_engine.py); meanings and defaults documented in reporting_settings.py.
+    reporting_max_ids: int = _ENGINE.reporting_max_ids
+    reporting_max_ids_long: int = _ENGINE.reporting_max_ids_long
+    reporting_long_range_hours: int = _ENGINE.reporting_long_range_hours
+    reporting_max_series_minutes: int = _ENGINE.reporting_max_series_minutes
+    reporting_incomplete_minutes: int = _ENGINE.reporting_incomplete_minutes
+    reporting_missing_minutes: int = _ENGINE.reporting_missing_minutes
+    reporting_window_alignment: str = _ENGINE.reporting_window_alignment
+    reporting_time_label: str = _ENGINE.reporting_time_label
+    reporting_strict_keys: bool = _ENGINE.reporting_strict_keys
+    stats_max_item_days: int = _ENGINE.stats_max_item_days
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,6 +77,7 @@ class EmulatorConfig:
         resolve_size(self.size)
         if self.latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {self.latency}")
+        EngineSettings.from_config(self)  # validates the reporting_* / stats_* fields
 
     def replace(self, **changes: Any) -> EmulatorConfig:
         """A copy with ``changes`` applied (unknown names raise TypeError naming them)."""
