@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -258,8 +259,9 @@ def _nested_resolvers() -> dict[str, dict[str, Resolver]]:
     }
 
 
+@functools.cache
 def build_emulator_schema() -> GraphQLSchema:
-    """The SDL schema with every resolver attached."""
+    """The SDL schema with every resolver attached (stateless, so built once per process)."""
     schema = build_schema(SCHEMA_SDL)
     query = schema.query_type
     assert query is not None
