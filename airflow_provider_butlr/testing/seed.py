@@ -6,7 +6,7 @@ import random
 import string
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 
 from airflow_provider_butlr.testing.model import (
@@ -74,11 +74,11 @@ class OrgSize:
     zones_per_floor: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("sites", "buildings_per_site", "floors_per_building", "rooms_per_floor", "zones_per_floor"):
+        for name in (f.name for f in fields(self)):
             if getattr(self, name) < 1:
                 raise ValueError(f"OrgSize.{name} must be >= 1, got {getattr(self, name)}")
         if self.sites * self.buildings_per_site * self.floors_per_building < 2:
-            raise ValueError("OrgSize needs at least 2 floors in total (one of them is generated without sensors)")
+            raise ValueError("OrgSize needs at least 2 floors in total (one is generated without sensors)")
 
 
 SIZE_PRESETS: dict[str, OrgSize] = {
