@@ -114,6 +114,8 @@ def describe(exc: BaseException | None) -> str:
     """A short, secret-free description of a failed attempt."""
     if exc is None:
         return "unknown error"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
     if isinstance(exc, TransientHTTPError):
         return str(exc)
     if isinstance(exc, requests.exceptions.Timeout) or type(exc).__name__.endswith("Timeout"):
@@ -178,7 +180,16 @@ def give_up_error(
 
     Shared by the sync hook and the async hook, so both report an exhausted budget the same way.
     """
-    if isinstance(exc, ButlrError) or not is_transient(exc):
+    if isinstance(exc, ButlrError):
+        return exc
+    if not is_transient(exc):
+        if isinstance(exc, requests.exceptions.RequestException):  # e.g. TLS: users catch ButlrError only
+            return ButlrAPIError(
+                f"Butlr {method} {endpoint} failed: {describe(exc)}",
+                method=method,
+                endpoint=endpoint,
+                attempts=attempts,
+            )
         return exc
     message = (
         f"Butlr {method} {endpoint} failed after {attempts} attempt(s) "

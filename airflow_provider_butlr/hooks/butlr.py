@@ -184,6 +184,7 @@ class ButlrHook(BaseHook):
                 json=body,
                 headers=headers_for(body),
                 timeout=timeout or self.timeout,
+                verify=settings.verify,
                 allow_redirects=False,
             )
             with response:
@@ -288,8 +289,17 @@ class ButlrHook(BaseHook):
         headers = {**headers_for(json), **kwargs.pop("headers", {})}
 
         def send_once() -> requests.Response:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
             return self.get_conn().request(
-                method, url, json=json, params=params, auth=auth, timeout=timeout, headers=headers, **kwargs
+                method,
+                url,
+                json=json,
+                params=params,
+                auth=auth,
+                timeout=timeout,
+                headers=headers,
+                verify=self.settings.verify,
+                **kwargs,
             )
 
         def attempt() -> tuple[requests.Response, Any]:
