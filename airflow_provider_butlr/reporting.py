@@ -394,20 +394,25 @@ class BatchLimits:
                 raise _error(f"{name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def capped(cls, max_ids_per_request: int | None) -> BatchLimits:
-        """The defaults, with every tier capped at ``max_ids_per_request`` when given."""
-        if max_ids_per_request is None:
-            return cls()
-        if (
-            not isinstance(max_ids_per_request, int)
-            or isinstance(max_ids_per_request, bool)
-            or max_ids_per_request < 1
+    def from_args(
+        cls, max_ids_per_request: int | None = None, max_ids_long_range: int | None = None
+    ) -> BatchLimits:
+        """Butlr's defaults, or the user's: ``max_ids_per_request`` caps every range (default 30);
+        ``max_ids_long_range`` sets ranges of 24 h or more (default: at most 10)."""
+        for name, value in (
+            ("max_ids_per_request", max_ids_per_request),
+            ("max_ids_long_range", max_ids_long_range),
         ):
-            raise _error(f"max_ids_per_request must be a positive integer, got {max_ids_per_request!r}")
-        return cls(
-            max_ids=min(DEFAULT_MAX_IDS_PER_REQUEST, max_ids_per_request),
-            max_ids_long_range=min(DEFAULT_MAX_IDS_LONG_RANGE, max_ids_per_request),
-        )
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise _error(f"{name} must be a positive integer, got {value!r}")
+        short = max_ids_per_request or DEFAULT_MAX_IDS_PER_REQUEST
+        long = max_ids_long_range or min(DEFAULT_MAX_IDS_LONG_RANGE, short)
+        return cls(max_ids=short, max_ids_long_range=long)
+
+    @classmethod
+    def capped(cls, max_ids_per_request: int | None) -> BatchLimits:
+        """The defaults with every tier capped at ``max_ids_per_request`` (see :meth:`from_args`)."""
+        return cls.from_args(max_ids_per_request)
 
     def for_span(self, span: timedelta) -> int:
         return self.max_ids_long_range if span >= self.long_range else self.max_ids

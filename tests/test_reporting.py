@@ -300,10 +300,14 @@ def test_batch_limits_follow_butlr_guidance_and_can_be_capped() -> None:
     assert limits.for_span(timedelta(hours=25)) == 10
     capped = BatchLimits.capped(5)
     assert (capped.for_span(timedelta(hours=1)), capped.for_span(timedelta(days=2))) == (5, 5)
+    raised = BatchLimits.from_args(40, 25)
+    assert (raised.for_span(timedelta(hours=1)), raised.for_span(timedelta(days=2))) == (40, 25)
     with pytest.raises(
         ButlrConfigurationError, match="max_ids_per_request must be a positive integer, got 0"
     ):
-        BatchLimits.capped(0)
+        BatchLimits.from_args(0)
+    with pytest.raises(ButlrConfigurationError, match="max_ids_long_range must be a positive integer"):
+        BatchLimits.from_args(None, -1)
 
 
 def test_split_ids_keeps_order() -> None:

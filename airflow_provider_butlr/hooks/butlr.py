@@ -514,6 +514,7 @@ class ButlrHook(BaseHook):
         include_zeros: bool = True,
         calibrated: str | bool | None = None,
         max_ids_per_request: int | None = None,
+        max_ids_long_range: int | None = None,
         max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
         max_concurrency: int = 1,
         page_limit: int = DEFAULT_PAGE_LIMIT,
@@ -545,6 +546,7 @@ class ButlrHook(BaseHook):
         return self.iter_query_rows(
             query,
             max_ids_per_request=max_ids_per_request,
+            max_ids_long_range=max_ids_long_range,
             max_windows_per_request=max_windows_per_request,
             max_concurrency=max_concurrency,
             page_limit=page_limit,
@@ -556,13 +558,16 @@ class ButlrHook(BaseHook):
         query: ReportingQuery,
         *,
         max_ids_per_request: int | None = None,
+        max_ids_long_range: int | None = None,
         max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
         max_concurrency: int = 1,
         page_limit: int = DEFAULT_PAGE_LIMIT,
         stats: ExportStats | None = None,
     ) -> Iterator[Row]:
         """Like :meth:`iter_reporting_rows` for an already validated :class:`ReportingQuery`."""
-        units = plan_units(query, BatchLimits.capped(max_ids_per_request), max_windows_per_request)
+        units = plan_units(
+            query, BatchLimits.from_args(max_ids_per_request, max_ids_long_range), max_windows_per_request
+        )
         validate_concurrency(max_concurrency)
         validate_page_limit(page_limit)
         return self._run_export(units, max_concurrency, page_limit, stats)

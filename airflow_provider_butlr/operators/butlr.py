@@ -300,8 +300,8 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     day, see :func:`run_day`; or ``"YYYY-MM-DD"``) with ``days`` local days ending that day, computed
     in each site's own timezone (DST-correct) unless ``timezone`` forces one.
 
-    The export splits ids into batches (``max_ids_per_request``, at most 30, at most 10 for a day or
-    more), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
+    The export splits ids into batches (``max_ids_per_request``, default 30; ``max_ids_long_range`` for
+    ranges of 24 h or more, default 10), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
     (Butlr's silent truncation), and streams rows in a deterministic order.
 
     Returns ``{"path", "format", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
@@ -347,6 +347,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         calibrated: str | bool | None = None,
         include_zeros: bool = True,
         max_ids_per_request: int | None = None,
+        max_ids_long_range: int | None = None,
         max_concurrency: int = 1,
         output_path: str | None = None,
         output_format: str | None = None,
@@ -373,6 +374,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.calibrated = calibrated
         self.include_zeros = include_zeros
         self.max_ids_per_request = max_ids_per_request
+        self.max_ids_long_range = max_ids_long_range
         self.max_concurrency = max_concurrency
         self.output_path = output_path
         self.output_format = output_format
@@ -417,7 +419,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                 )
         if not isinstance(self.include_zeros, bool):
             raise ButlrConfigurationError(f"include_zeros must be True or False, got {self.include_zeros!r}")
-        BatchLimits.capped(self.max_ids_per_request)
+        BatchLimits.from_args(self.max_ids_per_request, self.max_ids_long_range)
         validate_concurrency(self.max_concurrency)
         _check_positive_int(self.max_xcom_rows, "max_xcom_rows", allow_none=False)
         if self.output_path is not None and (strict or is_literal(self.output_path)):
@@ -476,6 +478,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                 hook.iter_query_rows(
                     q,
                     max_ids_per_request=self.max_ids_per_request,
+                    max_ids_long_range=self.max_ids_long_range,
                     max_concurrency=self.max_concurrency,
                     stats=stats,
                 )

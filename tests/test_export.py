@@ -1,0 +1,346 @@
+"""The streaming export against the emulator: rows equal the emulator's ground truth.
+
+The expected rows are computed here, independently of the provider's and the emulator's windowing
+code, from the emulator's per-minute series (``testing.series.minute_values``) and plain zoneinfo
+wall-clock truncation.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterator
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_butlr.exceptions import ButlrDataError
+from airflow_provider_butlr.export import ExportStats, fetch_pages, iter_export_rows
+from airflow_provider_butlr.reporting import ExportUnit, format_time, local_day_bounds
+from airflow_provider_butlr.testing.series import minute_values, series_assets
+
+UTC = timezone.utc
+REPORTING = "/api/v3/reporting"
+AGGREGATE: dict[str, Callable[[list[int]], float]] = {
+    "mean": statistics.fmean,
+    "max": max,
+    "sum": sum,
+    "median": statistics.median,
+}
+
+
+def window_label(moment: datetime, every: timedelta, zone: ZoneInfo) -> datetime:
+    """The start of the window holding ``moment``: the local wall clock truncated (fold kept)."""
+    local = moment.astimezone(zone)
+    if every >= timedelta(days=1):
+        return datetime.combine(local.date(), time(0), tzinfo=zone).astimezone(UTC)
+    step = int(every.total_seconds() // 60)
+    return local.replace(minute=local.minute - local.minute % step, second=0, microsecond=0).astimezone(UTC)
+
+
+def ground_truth(
+    emu: Any,
+    measurement: str,
+    ids: list[str],
+    start: datetime,
+    stop: datetime,
+    every: timedelta,
+    tz: str,
+    function: str,
+    fields: tuple[str | None, ...] = (None,),
+) -> dict[tuple[str, str, str], float]:
+    """``{(asset id, window time, field): value}`` for every window of every asset that has data."""
+    seed, zone = emu.config.seed, ZoneInfo(tz)
+    with_data = set(series_assets(emu.org, measurement, seed))
+    expected: dict[tuple[str, str, str], float] = {}
+    for asset in ids:
+        if asset not in with_data:
+            continue
+        for field in fields:
+            windows: dict[datetime, list[int]] = {}
+            for moment, value in minute_values(emu.org, measurement, asset, start, stop, seed, field=field):
+                windows.setdefault(window_label(moment, every, zone), []).append(value)
+            for label, values in windows.items():
+                expected[(asset, format_time(label), field or "")] = AGGREGATE[function](values)
+    return expected
+
+
+def exported(rows: list[dict[str, Any]], with_field: bool = False) -> dict[tuple[str, str, str], float]:
+    keys = [(r["asset_id"], r["time"], r["field"] if with_field else "") for r in rows]
+    assert len(keys) == len(set(keys)), "duplicated rows"
+    return {k: r["value"] for k, r in zip(keys, rows, strict=True)}
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    assert set(actual) == set(expected), (
+        f"missing {len(set(expected) - set(actual))} windows, unexpected {len(set(actual) - set(expected))}"
+    )
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value, abs=1e-6), key
+
+
+def reporting_bodies(emu: Any) -> list[dict[str, Any]]:
+    return [r.body_json for r in emu.counters.log if r.path == REPORTING]
+
+
+def site_rooms(emu: Any, tz: str) -> list[str]:
+    return [r.id for r in emu.org.rooms_by_id.values() if emu.org.site_timezone(r.floor_id) == tz]
+
+
+def covered(emu: Any, measurement: str, ids: list[str]) -> list[str]:
+    with_data = set(series_assets(emu.org, measurement, emu.config.seed))
+    return [i for i in ids if i in with_data]
+
+
+# --- acceptance --------------------------------------------------------------------------------
+
+
+def test_95_rooms_over_one_day_send_at_most_10_ids_and_export_the_ground_truth(
+    butlr_conn: Any, fast_hook: Any
+) -> None:
+    emu = butlr_conn
+    rooms = list(emu.org.rooms_by_id)[:95]
+    start, stop = local_day_bounds("2025-01-15", "America/New_York")  # a 24 h day
+    stats = ExportStats()
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "room_occupancy",
+            rooms=rooms,
+            start=start,
+            stop=stop,
+            every="1h",
+            function="max",
+            timezone="America/New_York",
+            stats=stats,
+        )
+    )
+    bodies = reporting_bodies(emu)
+    assert bodies and max(len(b["filter"]["rooms"]["eq"]) for b in bodies) <= 10
+    assert {i for b in bodies for i in b["filter"]["rooms"]["eq"]} == set(rooms)
+    expected = ground_truth(
+        emu, "room_occupancy", rooms, start, stop, timedelta(hours=1), "America/New_York", "max"
+    )
+    assert len(expected) == 24 * len(covered(emu, "room_occupancy", rooms)) > 0
+    assert_same(exported(rows), expected)
+    assert stats.rows == len(rows) and stats.requests == len(bodies)
+
+
+@pytest.mark.parametrize(
+    ("tz", "first_day", "last_day"),
+    [
+        ("America/New_York", "2025-03-08", "2025-03-09"),  # spring forward: a 23 h day
+        ("Europe/Berlin", "2025-10-25", "2025-10-26"),  # fall back: a 25 h day
+    ],
+)
+def test_chunks_pages_and_concurrency_across_a_dst_change(
+    butlr_conn: Any, fast_hook: Any, tz: str, first_day: str, last_day: str
+) -> None:
+    emu = butlr_conn
+    rooms = site_rooms(emu, tz)[:12]
+    start, _ = local_day_bounds(first_day, tz)
+    _, stop = local_day_bounds(last_day, tz)
+    expected = ground_truth(emu, "room_occupancy", rooms, start, stop, timedelta(minutes=15), tz, "mean")
+    outputs = []
+    for concurrency in (1, 5):
+        emu.counters.reset()
+        rows = list(
+            fast_hook().iter_reporting_rows(
+                "room_occupancy",
+                rooms=rooms,
+                start=start,
+                stop=stop,
+                every="15m",
+                function="mean",
+                timezone=tz,
+                max_ids_per_request=5,
+                max_windows_per_request=40,
+                page_limit=150,
+                max_concurrency=concurrency,
+            )
+        )
+        bodies = reporting_bodies(emu)
+        chunks = {(b["filter"]["start"], b["filter"]["stop"]) for b in bodies}
+        assert len(chunks) >= 5  # 47 h or 49 h of 15-minute windows, 10 h per request
+        assert max(b["paginate"]["page"] for b in bodies) >= 2
+        assert_same(exported(rows), expected)
+        outputs.append(rows)
+    assert outputs[0] == outputs[1]  # the same rows in the same order whatever the concurrency
+
+
+def test_the_silent_empty_answer_is_detected_and_survived(butlr_conn: Any, fast_hook: Any) -> None:
+    emu = butlr_conn
+    rooms = covered(emu, "room_occupancy", list(emu.org.rooms_by_id))[:30]
+    start, stop = local_day_bounds("2025-01-15", "America/New_York")
+    stats = ExportStats()
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "room_occupancy",
+            rooms=rooms,
+            start=start,
+            stop=stop,
+            every="1h",
+            function="max",
+            timezone="America/New_York",
+            max_ids_per_request=30,
+            max_ids_long_range=30,
+            stats=stats,
+        )
+    )
+    sizes = [len(b["filter"]["rooms"]["eq"]) for b in reporting_bodies(emu)]
+    assert sizes[:3] == [30, 15, 7]  # 30 and 15 ids come back empty (over Butlr's budget), halves retried
+    assert stats.resplits == 3 and stats.empty_units == 0
+    expected = ground_truth(
+        emu, "room_occupancy", rooms, start, stop, timedelta(hours=1), "America/New_York", "max"
+    )
+    assert len(expected) == 30 * 24
+    assert_same(exported(rows), expected)
+
+
+def test_an_injected_empty_answer_is_asked_again_in_halves(butlr_conn: Any, fast_hook: Any) -> None:
+    emu = butlr_conn
+    rooms = covered(emu, "room_occupancy", site_rooms(emu, "Europe/Berlin"))[:6]
+    start, stop = local_day_bounds("2025-02-03", "Europe/Berlin")
+    emu.faults.add(path=REPORTING, kind="empty_data", at_calls=[1])
+    stats = ExportStats()
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "room_occupancy",
+            rooms=rooms,
+            start=start,
+            stop=stop,
+            every="1h",
+            function="mean",
+            timezone="Europe/Berlin",
+            stats=stats,
+        )
+    )
+    assert [len(b["filter"]["rooms"]["eq"]) for b in reporting_bodies(emu)] == [6, 3, 3]
+    assert stats.resplits == 1
+    expected = ground_truth(
+        emu, "room_occupancy", rooms, start, stop, timedelta(hours=1), "Europe/Berlin", "mean"
+    )
+    assert_same(exported(rows), expected)
+
+
+def test_retried_server_errors_neither_lose_nor_duplicate_rows(butlr_conn: Any, fast_hook: Any) -> None:
+    emu = butlr_conn
+    rooms = site_rooms(emu, "America/New_York")[:20]
+    start, stop = local_day_bounds("2025-06-02", "America/New_York")
+    emu.faults.add(path=REPORTING, kind="status", status=503, every=3)
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "room_occupancy",
+            rooms=rooms,
+            start=start,
+            stop=stop,
+            every="30m",
+            function="max",
+            timezone="America/New_York",
+            page_limit=100,
+        )
+    )
+    assert any(r.status == 503 for r in emu.counters.log)
+    expected = ground_truth(
+        emu, "room_occupancy", rooms, start, stop, timedelta(minutes=30), "America/New_York", "max"
+    )
+    assert_same(exported(rows), expected)
+
+
+def test_traffic_rows_are_per_sensor_and_direction(butlr_conn: Any, fast_hook: Any) -> None:
+    emu = butlr_conn
+    tz = "Europe/Berlin"
+    floors = [f.id for f in emu.org.floors_by_id.values() if emu.org.site_timezone(f.id) == tz]
+    sensors = [s.id for f in floors for s in (emu.org.floors_by_id[f].sensors or []) if s.mode == "traffic"]
+    start, stop = local_day_bounds("2025-02-04", tz)
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "traffic", floors=floors, start=start, stop=stop, every="1h", function="sum", timezone=tz
+        )
+    )
+    assert {r["asset_type"] for r in rows} == {"sensor"} and {r["field"] for r in rows} == {"in", "out"}
+    assert {r["floor_id"] for r in rows} <= set(floors)
+    expected = ground_truth(
+        emu, "traffic", sensors, start, stop, timedelta(hours=1), tz, "sum", fields=("in", "out")
+    )
+    assert expected
+    assert_same(exported(rows, with_field=True), expected)
+
+
+def test_floor_occupancy_uses_the_spaces_filter_and_daily_windows(butlr_conn: Any, fast_hook: Any) -> None:
+    emu = butlr_conn
+    tz = "America/New_York"
+    floors = [f.id for f in emu.org.floors_by_id.values() if emu.org.site_timezone(f.id) == tz]
+    start, _ = local_day_bounds("2025-03-07", tz)
+    _, stop = local_day_bounds("2025-03-10", tz)
+    rows = list(
+        fast_hook().iter_reporting_rows(
+            "floor_occupancy", floors=floors, start=start, stop=stop, every="1d", function="max", timezone=tz
+        )
+    )
+    assert all("spaces" in b["filter"] for b in reporting_bodies(emu))
+    expected = ground_truth(emu, "floor_occupancy", floors, start, stop, timedelta(days=1), tz, "max")
+    assert len(expected) == 4 * len(covered(emu, "floor_occupancy", floors))
+    assert_same(exported(rows), expected)
+
+
+# --- the engine's own rules, with an in-memory fetch function ----------------------------------
+
+
+def unit(ids: tuple[str, ...] = ("room_1",)) -> ExportUnit:
+    return ExportUnit(
+        "room_occupancy",
+        "mean",
+        "rooms",
+        ids,
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 1, 2, tzinfo=UTC),
+        "1h",
+        "UTC",
+    )
+
+
+def row(room: str, hour: int) -> dict[str, Any]:
+    return {"time": f"2025-01-01T{hour:02d}:00:00Z", "room_id": room, "value": hour}
+
+
+def test_a_full_page_with_zeroed_page_info_asks_for_the_next_one() -> None:
+    pages = {1: [row("room_1", h) for h in range(3)], 2: [row("room_1", 3)]}
+    zeroed = {"page": 1, "page_item_count": 0, "total_item_count": 0, "total_pages": 1}
+    asked = []
+
+    def fetch(body: dict[str, Any]) -> dict[str, Any]:
+        page = body["paginate"]["page"]
+        asked.append(page)
+        return {"data": pages.get(page, []), "page_info": zeroed}
+
+    rows = fetch_pages(fetch, unit(), 3, ExportStats())
+    assert asked == [1, 2] and rows is not None and [r["value"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_a_server_ignoring_paginate_is_refused_not_duplicated() -> None:
+    def fetch(body: dict[str, Any]) -> dict[str, Any]:
+        return {"data": [row("room_1", h) for h in range(2)], "page_info": {}}
+
+    with pytest.raises(ButlrDataError, match=r"identical to page 1.*ignore 'paginate'"):
+        fetch_pages(fetch, unit(), 2, ExportStats())
+
+
+def test_closing_the_export_early_stops_asking() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def fetch(body: dict[str, Any]) -> dict[str, Any]:
+        ids = tuple(body["filter"]["rooms"]["eq"])
+        calls.append(ids)
+        return {"data": [row(i, 0) for i in ids]}
+
+    units = [unit((f"room_{i}",)) for i in range(50)]
+    rows: Iterator[dict[str, Any]] = iter_export_rows(units, lambda: fetch, max_concurrency=2)
+    assert next(rows)["room_id"] == "room_0"
+    rows.close()  # type: ignore[attr-defined]
+    assert len(calls) <= 4
+
+
+def test_concurrency_is_bounded_to_butlrs_recommendation() -> None:
+    with pytest.raises(ValueError, match="max_concurrency must be an integer from 1 to 5"):
+        list(iter_export_rows([unit()], lambda: dict, max_concurrency=6))
