@@ -36,6 +36,7 @@ from airflow_provider_butlr.reporting import (
     validate_functions,
     validate_ids,
     validate_measurements,
+    validate_range,
     validate_stats_items,
     validate_stats_measurements,
     validate_time_ranges,
@@ -138,6 +139,8 @@ class _TimeWindowMixin:
             value = getattr(self, name)
             if value is not None and (strict or is_literal(value)):
                 parse_datetime(value, name)
+        if self.start is not None and self.stop is not None and (strict or is_literal([self.start, self.stop])):
+            validate_range(self.start, self.stop)  # before any request, not after the topology lookup
         if self.timezone is not None and (strict or is_literal(self.timezone)):
             validate_timezone(self.timezone)
         _check_positive_int(self.days, "days", allow_none=False)
