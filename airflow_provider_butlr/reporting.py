@@ -264,7 +264,11 @@ def parse_datetime(value: datetime | str, name: str) -> datetime:
             f"{name}: {value.isoformat()} has no timezone; pass an aware datetime or a string with an offset "
             "(e.g. 2025-01-01T00:00:00Z) so the API gets an absolute time"
         )
-    return value.astimezone(timezone.utc)
+    utc = value.astimezone(timezone.utc)
+    # A plain datetime: pendulum's DateTime (Airflow's context) loses a stdlib tzinfo in arithmetic.
+    return datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc
+    )
 
 
 def validate_range(start: datetime | str, stop: datetime | str) -> tuple[datetime, datetime]:

@@ -29,6 +29,7 @@ from airflow_provider_butlr.reporting import (
     Row,
     format_time,
     local_day_bounds,
+    measurement_filter_kind,
     normalise_calibrated,
     parse_datetime,
     parse_every,
@@ -139,7 +140,11 @@ class _TimeWindowMixin:
             value = getattr(self, name)
             if value is not None and (strict or is_literal(value)):
                 parse_datetime(value, name)
-        if self.start is not None and self.stop is not None and (strict or is_literal([self.start, self.stop])):
+        if (
+            self.start is not None
+            and self.stop is not None
+            and (strict or is_literal([self.start, self.stop]))
+        ):
             validate_range(self.start, self.stop)  # before any request, not after the topology lookup
         if self.timezone is not None and (strict or is_literal(self.timezone)):
             validate_timezone(self.timezone)
@@ -450,13 +455,14 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                 )
                 continue
             served.update(wanted)
+            used = {measurement_filter_kind(m, assets) for m in wanted}
             start, stop = self._bounds(context, tz)
             queries.append(
                 ReportingQuery.build(
                     wanted,
                     start=start,
                     stop=stop,
-                    assets={k: v for k, v in assets.items() if k not in CONTAINER_KINDS},
+                    assets={k: v for k, v in assets.items() if k in used},
                     every=self.window_every,
                     function=self.window_function,
                     timezone=tz,
