@@ -434,7 +434,7 @@ def test_small_exports_go_to_xcom_and_big_ones_are_refused(butlr_conn: Any) -> N
 def test_an_empty_data_interval_needs_explicit_bounds(butlr_conn: Any) -> None:
     moment = pendulum.datetime(2025, 2, 1, tz="UTC")
     op = ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], timezone="UTC")
-    with pytest.raises(ButlrConfigurationError, match="is empty.*pass start=/stop= or local_day=True"):
+    with pytest.raises(ButlrConfigurationError, match=r"is empty.*pass start=/stop= or local_day=True"):
         op.execute({"data_interval_start": moment, "data_interval_end": moment})
 
 
