@@ -402,8 +402,9 @@ class DataComplete(Condition):
 
 @dataclass
 class Occupancy(Condition):
-    """Current occupancy per asset (median of the returned windows) compares to ``threshold``.
+    """Current occupancy per asset (median of its latest windows) compares to ``threshold``.
 
+    ``latest`` = how many of an asset's most recent windows make "current" (None: all returned).
     With several responses (presence and traffic), an asset's occupancy is the highest of their
     medians, as Butlr's own tools do. ``threshold`` is a number or ``{asset_id: number}``;
     ``match`` ``all`` needs every asset to pass, ``any`` one. An asset without data never passes.
@@ -415,10 +416,15 @@ class Occupancy(Condition):
     op: str
     threshold: Any
     match: str = "all"
+    latest: int | None = None
     requests: list[int] | None = None
 
     def validate(self, where: str) -> None:
         _check_scope(self.requests, where)
+        if self.latest is not None and (not isinstance(self.latest, int) or self.latest < 1):
+            raise ButlrConfigurationError(
+                f"{where}.latest {self.latest!r} must be a whole number >= 1, or null"
+            )
         _check_asset_key(self.asset_key, where)
         _check_ids(self.asset_ids, where)
         _check_op(self.op, where)
@@ -441,17 +447,18 @@ class Occupancy(Condition):
         return float(self.threshold[asset] if isinstance(self.threshold, Mapping) else self.threshold)
 
     def occupancy(self, responses: Sequence[Any]) -> dict[str, float]:
-        """Median per asset and response, then the highest across responses."""
+        """Median of the latest windows per asset and response, then the highest across responses."""
         wanted = set(self.asset_ids)
         result: dict[str, float] = {}
         for payload in _scoped(responses, self.requests):
-            values: dict[str, list[float]] = {}
+            values: dict[str, list[tuple[float, float]]] = {}
             for row in iter_rows(payload):
-                asset, value = row.get(self.asset_key), row.get("value")
-                if asset in wanted and _is_number(value):
-                    values.setdefault(asset, []).append(float(value))
+                asset, value, when = row.get(self.asset_key), row.get("value"), _row_time(row)
+                if asset in wanted and _is_number(value) and when is not None:
+                    values.setdefault(asset, []).append((when, float(value)))
             for asset, series in values.items():
-                result[asset] = max(statistics.median(series), result.get(asset, -math.inf))
+                recent = [value for _, value in sorted(series)][-(self.latest or len(series)) :]
+                result[asset] = max(statistics.median(recent), result.get(asset, -math.inf))
         return result
 
     def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:

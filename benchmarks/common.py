@@ -60,6 +60,16 @@ def set_connections(url: str, client_id: str, client_secret: str, audience: str)
     os.environ[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = http_connection_json(url)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- statistics --------------------------------------------------------------------------------
 
 

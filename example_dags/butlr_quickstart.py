@@ -7,7 +7,6 @@ emulator (``./scripts/demo.sh``).
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import dag, task
 
 

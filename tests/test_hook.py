@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 import threading
@@ -263,7 +264,9 @@ def test_test_connection_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> No
         port = sock.getsockname()[1]
     monkeypatch.setenv(
         "AIRFLOW_CONN_BUTLR_DEFAULT",
-        '{"conn_type": "butlr", "host": "http://127.0.0.1:%d", "login": "id", "password": "pw-secret-1"}' % port,
+        json.dumps(
+            {"conn_type": "butlr", "host": f"http://127.0.0.1:{port}", "login": "id", "password": "pw-secret-1"}
+        ),
     )
     ok, message = ButlrHook().test_connection()
     assert not ok

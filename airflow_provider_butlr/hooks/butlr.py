@@ -447,7 +447,7 @@ class ButlrHook(BaseHook):
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional
+        from wtforms.validators import NumberRange, Optional, any_of
 
         def label(name: str) -> Any:
             return lazy_gettext(CONN_FIELDS[name]["label"])
@@ -466,6 +466,8 @@ class ButlrHook(BaseHook):
                 label("auth_type"),
                 widget=BS3TextFieldWidget(),
                 default="client_credentials",
+                # any_of (not AnyOf): Airflow 3.0-3.2 turn exactly this validator into a dropdown.
+                validators=[any_of(list(CONN_FIELDS["auth_type"]["schema"]["enum"]))],
                 description=description("auth_type"),
             ),
             "timeout": IntegerField(

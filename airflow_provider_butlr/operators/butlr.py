@@ -92,15 +92,6 @@ def _check_positive_int(value: Any, name: str, *, allow_none: bool = True) -> No
         raise ButlrConfigurationError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_share(value: Any, name: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ButlrConfigurationError(
-            f"{name} must be a share between 0 and 1 (e.g. 0.2 for 20 %), got {value!r}"
-        )
-
-
 def _context_datetime(context: Mapping[str, Any], key: str) -> datetime | None:
     value = context.get(key)
     return value if isinstance(value, datetime) else None
@@ -191,13 +182,16 @@ class _TimeWindowMixin:
         return begin, end
 
 
-def _validate_selection(selection: Mapping[str, Any], strict: bool) -> dict[str, list[str]]:
-    """Ids per kind (plain values only unless ``strict``); with ``strict`` at least one id is required."""
+def _validate_selection(
+    selection: Mapping[str, Any], *, final: bool, require: bool = False
+) -> dict[str, list[str]]:
+    """Ids per kind. Before rendering (``final`` False) only plain values are checked; ``require``
+    asks for at least one id."""
     result = {}
     for kind, value in selection.items():
-        if strict or is_literal(value):
+        if final or is_literal(value):
             result[kind] = validate_ids(kind, value)
-    if strict and not any(result.values()):
+    if require and not any(result.values()):
         raise ButlrConfigurationError(f"select assets with at least one of {', '.join(selection)}")
     return result
 
@@ -393,7 +387,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
 
     def _selection(self, strict: bool = True) -> dict[str, list[str]]:
         raw = {k: getattr(self, k) for k in ("sites", "buildings", "floors", "rooms", "zones", "tags")}
-        return _validate_selection(raw, strict)
+        return _validate_selection(raw, final=strict, require=strict)
 
     def _resolve(self, hook: ButlrHook) -> dict[str, dict[str, list[str]]]:
         """``{timezone: {kind: ids}}``: each site's assets under its own timezone unless one is forced."""
@@ -607,7 +601,7 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
             )
         if self.items and (strict or is_literal(self.items)):
             validate_stats_items(self.items)
-        containers = _validate_selection({"sites": self.sites, "buildings": self.buildings}, strict=False)
+        containers = _validate_selection({"sites": self.sites, "buildings": self.buildings}, final=strict)
         if strict and not self.items and not any(containers.values()):
             raise ButlrConfigurationError("select items (floor, room or zone ids) and/or sites or buildings")
         if strict or is_literal(self.exclude_days_of_week):
@@ -722,7 +716,15 @@ class ButlrDeviceHealthOperator(BaseOperator):
     :param due_soon_days: a battery is ``due_soon`` within this many days of its change-by date.
     """
 
-    template_fields: Sequence[str] = ("butlr_conn_id", "sites", "buildings", "floors")
+    template_fields: Sequence[str] = (
+        "butlr_conn_id",
+        "sites",
+        "buildings",
+        "floors",
+        "max_offline_share",
+        "max_critical_batteries",
+        "offline_after_hours",
+    )
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -750,29 +752,40 @@ class ButlrDeviceHealthOperator(BaseOperator):
         self._validate(strict=False)
 
     def _validate(self, strict: bool) -> None:
-        _validate_selection({k: getattr(self, k) for k in ("sites", "buildings", "floors")}, strict=False)
-        _check_share(self.max_offline_share, "max_offline_share")
-        if self.max_critical_batteries is not None and (
-            isinstance(self.max_critical_batteries, bool)
-            or not isinstance(self.max_critical_batteries, int)
-            or self.max_critical_batteries < 0
-        ):
-            raise ButlrConfigurationError(
-                f"max_critical_batteries must be an integer >= 0, got {self.max_critical_batteries!r}"
-            )
-        if self.offline_after_hours is not None and (
-            isinstance(self.offline_after_hours, bool)
-            or not isinstance(self.offline_after_hours, (int, float))
-            or self.offline_after_hours <= 0
-        ):
-            raise ButlrConfigurationError(
-                f"offline_after_hours must be a positive number of hours, got {self.offline_after_hours!r}"
-            )
+        _validate_selection({k: getattr(self, k) for k in ("sites", "buildings", "floors")}, final=strict)
+        for name in ("max_offline_share", "max_critical_batteries", "offline_after_hours"):
+            if strict or is_literal(getattr(self, name)):
+                setattr(self, name, self._threshold(name))
         _check_positive_int(self.due_soon_days, "due_soon_days", allow_none=False)
+
+    def _threshold(self, name: str) -> float | int | None:
+        """A threshold as a number (numeric strings from rendered templates are accepted)."""
+        value = getattr(self, name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        rules = {
+            "max_offline_share": (
+                "a share between 0 and 1 (e.g. 0.2 for 20 %)",
+                float,
+                lambda v: 0 <= v <= 1,
+            ),
+            "max_critical_batteries": ("an integer >= 0", int, lambda v: v >= 0),
+            "offline_after_hours": ("a positive number of hours", float, lambda v: v > 0),
+        }
+        meaning, kind, valid = rules[name]
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(value)
+            number = kind(float(value)) if kind is float else int(str(value).strip())
+        except ValueError:
+            raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}") from None
+        if not valid(number):
+            raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}")
+        return number
 
     def _floor_scope(self, hook: ButlrHook) -> list[str] | None:
         selection = _validate_selection(
-            {k: getattr(self, k) for k in ("sites", "buildings", "floors")}, strict=False
+            {k: getattr(self, k) for k in ("sites", "buildings", "floors")}, final=True
         )
         if not any(selection.values()):
             return None

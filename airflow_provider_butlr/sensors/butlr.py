@@ -461,6 +461,8 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
                     timezone=tz,
                     include_zeros=True,
                 )
+                # Zeros kept (value.gte 0) but no invented windows: a window exists only where data does.
+                body["window"]["create_empty"] = False
                 requests.append(PollRequest(REPORTING_PATH, "POST", body))
             conditions.append(
                 DataComplete(
@@ -497,8 +499,9 @@ def merge_completeness(details: Mapping[str, Any]) -> dict[str, Any]:
 class ButlrOccupancySensor(_ButlrPollingSensor):
     """Wait until the current occupancy of rooms, zones or floors passes a threshold.
 
-    Current occupancy = the median of the 1-minute windows of the latest ``lookback_minutes``
-    (Butlr's recommendation); with ``source="auto"`` presence and traffic-based (calibrated)
+    Current occupancy = the median of an asset's latest ``lookback_minutes`` 1-minute windows
+    (Butlr's recommendation), found within the last ``search_minutes`` (Butlr's data lags a few
+    minutes); with ``source="auto"`` presence and traffic-based (calibrated)
     occupancy are both read and the higher one counts, as Butlr's own tools do.
 
     :param rooms: room ids (templated). Give exactly one of rooms, zones, floors.
@@ -509,6 +512,7 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
     :param match: ``all`` assets must pass, or ``any`` one.
     :param source: ``auto``, ``presence`` or ``traffic``.
     :param lookback_minutes: how many recent minutes make "current" (default 5).
+    :param search_minutes: how far back to look for them (default 20); older data counts as none.
     """
 
     template_fields: Sequence[str] = ("butlr_conn_id", "floors", "rooms", "zones", "threshold")
@@ -524,6 +528,7 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
         match: str = "all",
         source: str = "auto",
         lookback_minutes: int = 5,
+        search_minutes: int = 20,
         max_ids_per_request: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -550,7 +555,12 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
         self.floors, self.rooms, self.zones = floors, rooms, zones
         self.op, self.threshold, self.match = op, threshold, match
         self.source = source
+        if not isinstance(search_minutes, int) or not lookback_minutes <= search_minutes <= 120:
+            raise ButlrConfigurationError(
+                f"search_minutes {search_minutes!r} must be a whole number from lookback_minutes to 120"
+            )
         self.lookback_minutes = lookback_minutes
+        self.search_minutes = search_minutes
         self.limits = BatchLimits.capped(max_ids_per_request)
 
     def _threshold(self) -> float | dict[str, float]:
@@ -574,7 +584,7 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
             "auto": [presence, traffic],
         }
         measurements = [m for m in sources[self.source] if m]
-        lookback = self.lookback_minutes * 60.0
+        lookback = self.search_minutes * 60.0
         now = time.time()
         stop = datetime.fromtimestamp(now - now % 60, tz=dt_timezone.utc)  # re-set at every poll
         requests = []
@@ -593,7 +603,9 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
                 )
                 body["window"]["create_empty"] = False  # a missing minute must not read as zero people
                 requests.append(PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback))
-        condition = Occupancy(row_key, ids, self.op, self._threshold(), self.match)
+        condition = Occupancy(
+            row_key, ids, self.op, self._threshold(), self.match, latest=self.lookback_minutes
+        )
         return PollPlan(requests, [condition])
 
 
