@@ -19,6 +19,7 @@ from airflow_provider_butlr import (
     DEFAULT_TIMEOUT,
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.retry import RetryPolicy
 
 EXTRA_PREFIX = "extra__butlr__"
 
@@ -216,3 +217,30 @@ def settings_from_connection(conn: Any) -> ButlrSettings:
         extra=parse_extra(raw_extra, conn_id),
         port=getattr(conn, "port", None),
     )
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """A hook's own overrides of its connection's timeout and retry settings (sync and async alike)."""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    retry_wait_initial: float = 0.5
+    retry_wait_max: float = 30.0
+    retry_after_cap: float = 60.0
+
+    def timeout_for(self, settings: ButlrSettings) -> float:
+        """Seconds per request: the override, else the connection's ``timeout``."""
+        return float(self.timeout or settings.timeout)
+
+    def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
+        """The retry policy: ``max_retries`` from the override, else from the connection."""
+        max_retries = settings.max_retries if self.max_retries is None else self.max_retries
+        if max_retries < 0:
+            raise ButlrConfigurationError(f"max_retries {max_retries} must be at least 0")
+        return RetryPolicy(
+            max_retries=max_retries,
+            wait_initial=self.retry_wait_initial,
+            wait_max=self.retry_wait_max,
+            retry_after_cap=self.retry_after_cap,
+        )

@@ -72,7 +72,7 @@ from airflow_provider_butlr.retry import (
     parse_retry_after,
     status_error,
 )
-from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
+from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, settings_from_connection
 
 GRAPHQL_PATH = "/api/v3/graphql"
 TEST_CONNECTION_QUERY = "query ButlrTestConnection { sites { data { id } } }"
@@ -126,11 +126,7 @@ class ButlrHook(BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.butlr_conn_id = butlr_conn_id
-        self._timeout_override = timeout
-        self._max_retries_override = max_retries
-        self._retry_wait_initial = retry_wait_initial
-        self._retry_wait_max = retry_wait_max
-        self._retry_after_cap = retry_after_cap
+        self.options = ClientOptions(timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap)
         self._session: requests.Session | None = None
         self.last_attempts = 0  # attempts used by the most recent request (for reporting)
 
@@ -144,21 +140,11 @@ class ButlrHook(BaseHook):
 
     @property
     def timeout(self) -> float:
-        return float(self._timeout_override or self.settings.timeout)
+        return self.options.timeout_for(self.settings)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        max_retries = self._max_retries_override
-        if max_retries is None:
-            max_retries = self.settings.max_retries
-        if max_retries < 0:
-            raise ButlrConfigurationError(f"max_retries {max_retries} must be at least 0")
-        return RetryPolicy(
-            max_retries=max_retries,
-            wait_initial=self._retry_wait_initial,
-            wait_max=self._retry_wait_max,
-            retry_after_cap=self._retry_after_cap,
-        )
+        return self.options.retry_policy_for(self.settings)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -598,14 +584,8 @@ class ButlrHook(BaseHook):
 
     def _worker_clone(self) -> ButlrHook:
         """A hook for another thread: same connection (resolved once) and options, its own session."""
-        clone = type(self)(
-            self.butlr_conn_id,
-            timeout=self._timeout_override,
-            max_retries=self._max_retries_override,
-            retry_wait_initial=self._retry_wait_initial,
-            retry_wait_max=self._retry_wait_max,
-            retry_after_cap=self._retry_after_cap,
-        )
+        clone = type(self)(self.butlr_conn_id)
+        clone.options = self.options
         clone.__dict__["settings"] = self.settings  # share the cached_property value: no second lookup
         return clone
 

@@ -38,7 +38,7 @@ from airflow_provider_butlr.retry import (
     parse_retry_after,
     status_error,
 )
-from airflow_provider_butlr.settings import ButlrSettings, parse_extra, settings_from_fields
+from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, parse_extra, settings_from_fields
 
 
 class ButlrAsyncHook(BaseHook):
@@ -71,9 +71,7 @@ class ButlrAsyncHook(BaseHook):
     ) -> None:
         super().__init__()
         self.butlr_conn_id = butlr_conn_id
-        self._timeout_override = timeout
-        self._max_retries_override = max_retries
-        self._waits = (retry_wait_initial, retry_wait_max, retry_after_cap)
+        self.options = ClientOptions(timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap)
         self._settings: ButlrSettings | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -95,21 +93,13 @@ class ButlrAsyncHook(BaseHook):
         return self._settings
 
     def _retry_policy(self, settings: ButlrSettings) -> RetryPolicy:
-        max_retries = self._max_retries_override
-        if max_retries is None:
-            max_retries = settings.max_retries
-        if max_retries < 0:
-            raise ButlrConfigurationError(f"max_retries {max_retries} must be at least 0")
-        initial, maximum, cap = self._waits
-        return RetryPolicy(
-            max_retries=max_retries, wait_initial=initial, wait_max=maximum, retry_after_cap=cap
-        )
+        return self.options.retry_policy_for(settings)
 
     async def __aenter__(self) -> ButlrAsyncHook:
         settings = await self.aget_settings()
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=float(self._timeout_override or settings.timeout),
+                timeout=self.options.timeout_for(settings),
                 verify=_ssl_verify(settings.verify),
                 follow_redirects=False,  # a redirect must never carry the bearer token elsewhere
             )
