@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 import tenacity
 from tenacity.wait import wait_base
 
@@ -68,6 +67,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+def _is_requests_error(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of ``requests.exceptions.<names>``, without importing requests.
+
+    Only the sync hook imports requests (lazily, on its first request), so a DAG file that merely
+    constructs operators never pays for it; if requests is not loaded, ``exc`` cannot be its error.
+    """
+    module = sys.modules.get("requests.exceptions")
+    return module is not None and isinstance(exc, tuple(getattr(module, name) for name in names))
+
+
 def _is_httpx_transport_error(exc: BaseException) -> bool:
     httpx = sys.modules.get("httpx")  # only the async path imports httpx; never import it here
     return httpx is not None and isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
@@ -77,17 +86,9 @@ def is_transient(exc: BaseException) -> bool:
     """Network errors, timeouts, 429/5xx and unparsable 2xx bodies are retried; nothing else is."""
     if isinstance(exc, (TransientHTTPError, TransientDataError)):
         return True
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _is_requests_error(exc, "SSLError"):
         return False  # a certificate problem does not heal by retrying
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ),
-    ):
+    if _is_requests_error(exc, "ConnectionError", "Timeout", "ChunkedEncodingError", "ContentDecodingError"):
         return True
     return _is_httpx_transport_error(exc)
 
@@ -114,13 +115,13 @@ def describe(exc: BaseException | None) -> str:
     """A short, secret-free description of a failed attempt."""
     if exc is None:
         return "unknown error"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _is_requests_error(exc, "SSLError"):
         return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
     if isinstance(exc, TransientHTTPError):
         return str(exc)
-    if isinstance(exc, requests.exceptions.Timeout) or type(exc).__name__.endswith("Timeout"):
+    if _is_requests_error(exc, "Timeout") or type(exc).__name__.endswith("Timeout"):
         return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, requests.exceptions.ConnectionError) or _is_httpx_transport_error(exc):
+    if _is_requests_error(exc, "ConnectionError") or _is_httpx_transport_error(exc):
         return f"connection failed ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}"
 
@@ -183,7 +184,7 @@ def give_up_error(
     if isinstance(exc, ButlrError):
         return exc
     if not is_transient(exc):
-        if isinstance(exc, requests.exceptions.RequestException):  # e.g. TLS: users catch ButlrError only
+        if _is_requests_error(exc, "RequestException"):  # e.g. TLS: users catch ButlrError only
             return ButlrAPIError(
                 f"Butlr {method} {endpoint} failed: {describe(exc)}",
                 method=method,

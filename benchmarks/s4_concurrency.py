@@ -79,7 +79,11 @@ def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:
     try:
         runs = interleaved(
             rounds,
-            {f"{every} max_concurrency={level}": contender(every, level) for every in WORKLOADS for level in LEVELS},
+            {
+                f"{every} max_concurrency={level}": contender(every, level)
+                for every in WORKLOADS
+                for level in LEVELS
+            },
         )
     finally:
         emu.set_config(latency=0.0)

@@ -20,14 +20,16 @@ CONTENDERS = {
     "DAG importing the butlr operators and sensors": DAGS / "parse_butlr.py",
 }
 # The parse server mimics Airflow 3's DAG processor: the parent process has
-# airflow.dag_processing.processor loaded, pre-imports the file's ``airflow.*`` imports
+# airflow.dag_processing.processor loaded and its heap frozen (gc.freeze(), so a child's garbage
+# collections skip the manager's objects), pre-imports the file's ``airflow.*`` imports
 # (`parsing_pre_import_modules`), then forks a child that executes the DAG file. Only
 # ``airflow.``-prefixed modules are pre-imported, so a provider's own modules are imported again in
 # every parse: that is the cost measured here.
 PARSE_SERVER = """
-import importlib, importlib.util, json, os, sys, time
+import gc, importlib, importlib.util, json, os, sys, time
 import airflow.dag_processing.processor
 from airflow.utils.file import iter_airflow_imports
+gc.freeze()  # as DagFileProcessorManager.before_run() does, "to prevent COW in forked process"
 print("ready", flush=True)
 for line in sys.stdin:
     path = line.strip()

@@ -7,12 +7,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
 from airflow.providers.common.compat.sdk import BaseHook
-from requests.auth import AuthBase
 
 from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
 from airflow_provider_butlr.auth import (
@@ -74,14 +72,21 @@ from airflow_provider_butlr.retry import (
 )
 from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, settings_from_connection
 
+if TYPE_CHECKING:  # requests is imported on the first request: DAG files that only build operators skip it
+    import requests
+
 GRAPHQL_PATH = "/api/v3/graphql"
 TEST_CONNECTION_QUERY = "query ButlrTestConnection { sites { data { id } } }"
 TEST_CONNECTION_MAX_RETRIES = 1
 TEST_CONNECTION_TIMEOUT = 10.0
 
 
-class _BearerAuth(AuthBase):
-    """Adds the current token at send time, and only for requests to the configured API origin."""
+class _BearerAuth:
+    """Adds the current token at send time, and only for requests to the configured API origin.
+
+    A plain callable (all ``requests`` asks of an ``auth``), not a ``requests.auth.AuthBase``
+    subclass, so that importing the hook does not import requests.
+    """
 
     def __init__(self, hook: ButlrHook) -> None:
         self._hook = hook
@@ -192,6 +197,8 @@ class ButlrHook(BaseHook):
     def get_conn(self) -> requests.Session:
         """The hook's one reused session (TLS verification per the connection, on by default)."""
         if self._session is None:
+            import requests
+
             session = requests.Session()
             session.verify = self.settings.verify
             self._session = session
