@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -125,6 +126,9 @@ _API_TO_COLUMN = {"space_id": "floor_id", "space_name": "floor_name"}
 _STRING_COLUMNS = tuple(
     c for c in ROW_COLUMNS if c not in ("value", "data_incomplete", "null_percentage", "time")
 )
+_EMPTY_ROW: dict[str, Any] = {
+    column: "" if column in _STRING_COLUMNS or column == "time" else None for column in ROW_COLUMNS
+}
 _ASSET_ID_COLUMN = {
     "floors": "floor_id",
     "rooms": "room_id",
@@ -292,6 +296,12 @@ def normalise_time(value: Any) -> str:
     """A response time key/value as canonical RFC3339 UTC (``...Z``); unparseable values are kept."""
     if not isinstance(value, str) or not value:
         return "" if value is None else str(value)
+    return _normalise_time_text(value)
+
+
+@lru_cache(maxsize=8192)
+def _normalise_time_text(value: str) -> str:
+    """Cached: every asset of a request repeats the same window times (pure function of ``value``)."""
     text = value.strip()
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
@@ -780,9 +790,7 @@ def page_info(payload: Any) -> dict[str, int]:
 
 def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
     """An empty row with every column, in ``ROW_COLUMNS`` order (strings empty, numbers None)."""
-    row: Row = {
-        column: "" if column in _STRING_COLUMNS or column == "time" else None for column in ROW_COLUMNS
-    }
+    row: Row = dict(_EMPTY_ROW)
     row.update(measurement=measurement, function=function, asset_type=asset_kind[:-1])
     return row
 
