@@ -1,8 +1,12 @@
 """Nightly export: yesterday's occupancy, traffic and presence time for every site, in its local day.
 
 For each site (dynamic task mapping over the sites the connection sees), the previous day is taken
-from local midnight to local midnight in the site's own timezone (23 or 25 hours on DST days), and
-written as JSON Lines under ``<base_path>/<day>/<site id>/``:
+from local midnight to local midnight in the site's own timezone (23 or 25 hours on DST days).
+``wait_for_complete_day`` (a deferrable ``ButlrDataCompleteSensor`` per site, waiting in the
+triggerer, not in a worker slot) holds the exports back until Butlr's data for that local day is
+final: the day's end plus 15 minutes has passed and the floors with presence sensors report every
+window up to the end with no ``data_incomplete`` flag. Then each site's day is written as JSON Lines
+under ``<base_path>/<day>/<site id>/``:
 
 * ``occupancy.jsonl``: room and floor occupancy, hourly mean and max (presence sensors);
 * ``traffic.jsonl``: entries/exits per traffic sensor and hour (``field`` in/out);
@@ -28,6 +32,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_butlr.operators.butlr import ButlrReportingOperator, ButlrStatsOperator
+from airflow_provider_butlr.sensors.butlr import ButlrDataCompleteSensor
 
 DEFAULT_BASE_PATH = os.environ.get("BUTLR_EXPORT_BASE_PATH") or os.path.join(
     tempfile.gettempdir(), "butlr-exports"
@@ -60,25 +65,62 @@ EXPORTS: dict[str, dict[str, Any]] = {
 )
 def butlr_daily_occupancy_export() -> None:
     @task
-    def plan(base_path: str, day: str) -> list[dict[str, str]]:
-        """One target per site that has floors (read from the topology): its id and its folder."""
+    def plan(base_path: str, day: str) -> list[dict[str, Any]]:
+        """One target per site with floors: its id, its folder, its timezone and the floors to check.
+
+        The floors to check are those with an online presence sensor (the only floors with
+        ``floor_occupancy`` data to judge completeness by).
+        """
         from airflow_provider_butlr.hooks.butlr import ButlrHook
 
         with ButlrHook() as hook:
             topology = hook.get_topology()
-        sites = [
-            s["id"] for s in topology.sites if any(a.site_id == s["id"] for a in topology.assets.values())
-        ]
-        if not sites:
+            sensors = hook.get_sensors()
+        covered = {
+            s["floor_id"]
+            for s in sensors
+            if s.get("mode") == "presence" and s.get("room_id") and s.get("is_online")
+        }
+        targets = []
+        for site in topology.sites:
+            floors = [
+                a.id for a in topology.assets.values() if a.kind == "floors" and a.site_id == site["id"]
+            ]
+            if floors:
+                targets.append(
+                    {
+                        "site": site["id"],
+                        "folder": f"{base_path.rstrip('/')}/{day}/{site['id']}",
+                        "timezone": topology.site_timezone(site["id"]),
+                        "floors": [floor for floor in floors if floor in covered],
+                    }
+                )
+        if not targets:
             raise ValueError("the Butlr connection sees no site with floors")
-        return [{"site": site, "folder": f"{base_path.rstrip('/')}/{day}/{site}"} for site in sites]
+        return targets
+
+    @task
+    def completeness_checks(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sensor's arguments per site; a site without presence-covered floors is not checked."""
+        return [{"floors": t["floors"], "timezone": t["timezone"]} for t in targets if t["floors"]]
 
     targets = plan(base_path="{{ params.base_path }}", day=DAY)
+
+    # Waits in the triggerer (no worker slot) until every site's local day is final in Butlr.
+    wait_for_complete_day = ButlrDataCompleteSensor.partial(
+        task_id="wait_for_complete_day",
+        local_day=True,
+        day=DAY,
+        deferrable=True,
+        poke_interval=10 * 60,
+        timeout=6 * 3600,
+        map_index_template="{{ task.timezone }}",
+    ).expand_kwargs(completeness_checks(targets))
 
     def export_kwargs(name: str) -> Any:
         """Turns a site target into the mapped arguments of one export (file ``<name>.jsonl``)."""
 
-        def kwargs(target: dict[str, str]) -> dict[str, Any]:
+        def kwargs(target: dict[str, Any]) -> dict[str, Any]:
             return {"sites": [target["site"]], "output_path": f"{target['folder']}/{name}.jsonl"}
 
         return kwargs
@@ -104,6 +146,7 @@ def butlr_daily_occupancy_export() -> None:
         time_ranges=[{"start": "08:00", "stop": "18:00"}],
         exclude_days_of_week=["Saturday", "Sunday"],
     )
+    wait_for_complete_day >> [*exports.values(), weekly_stats]
 
     @task
     def summary(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,9 @@ def load_dag(dag_id: str) -> Any:
     return dag
 
 
-def run(dag_id: str, logical_date: pendulum.DateTime, **conf: Any) -> Any:
-    dag_run = load_dag(dag_id).test(logical_date=logical_date, run_conf=conf or None)
+def run(dag_id: str | Any, logical_date: pendulum.DateTime, **conf: Any) -> Any:
+    dag = load_dag(dag_id) if isinstance(dag_id, str) else dag_id
+    dag_run = dag.test(logical_date=logical_date, run_conf=conf or None)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
     return dag_run
@@ -46,10 +49,74 @@ def test_quickstart(butlr_conn: Any, airflow_db: str) -> None:
     assert butlr_conn.counters.logins == 1
 
 
-def test_daily_occupancy_export_writes_every_sites_local_day(butlr_conn: Any, airflow_db: str, tmp_path: Path) -> None:
+# 2025-03-09 in New York (the day before the logical date) ends at 04:00 UTC: a 23-hour DST day.
+NEW_YORK_DAY_END = datetime(2025, 3, 10, 4, tzinfo=timezone.utc)
+
+
+def completeness_checks(emu: Any, floors: set[str]) -> list[int]:
+    """Indexes in the emulator's log of the sensor's check queries (5-minute windows) on ``floors``."""
+    return [
+        i
+        for i, r in enumerate(emu.counters.log)
+        if r.path == "/api/v3/reporting"
+        and isinstance(r.body_json, dict)
+        and r.body_json.get("window", {}).get("every") == "5m"
+        and floors & set(json.dumps(r.body_json.get("filter")).split('"'))
+    ]
+
+
+def finish_revising_after(emu: Any, floors: set[str], checks: int, stop: threading.Event) -> None:
+    """Move the emulator clock 40 minutes on (the day becomes final) after ``checks`` check queries."""
+    while not stop.wait(0.05):
+        if len(completeness_checks(emu, floors)) >= checks:
+            emu.clock.advance(minutes=40)
+            return
+
+
+def test_daily_occupancy_export_waits_for_the_complete_day_then_writes_every_sites_local_day(
+    butlr_conn: Any, airflow_db: str, tmp_path: Path
+) -> None:
     emu = butlr_conn
+    ny_floors = {
+        f.id for f in emu.org.floors_by_id.values() if emu.org.site_timezone(f.id) == "America/New_York"
+    }
+    # Butlr's data lags 30 minutes, and New York's day ended 5 minutes ago: not final yet.
+    # (data_incomplete flags exist only from 2025-11 on; the missing tail is what the sensor sees here)
+    emu.config.reporting_missing_minutes = 30
+    emu.clock.set(NEW_YORK_DAY_END + timedelta(minutes=5))
+    dag = load_dag("butlr_daily_occupancy_export")
+    sensor = dag.get_task("wait_for_complete_day")
+    assert sensor.partial_kwargs["deferrable"] is True
+    sensor.partial_kwargs["poke_interval"] = 1  # the trigger polls every second instead of 10 minutes
+    # Checks 1 (on the worker) and 2 (the trigger's first poll) see incomplete windows; then it is final.
+    stop = threading.Event()
+    mover = threading.Thread(target=finish_revising_after, args=(emu, ny_floors, 2, stop), daemon=True)
+    mover.start()
     base = tmp_path / "exports"
-    run("butlr_daily_occupancy_export", pendulum.datetime(2025, 3, 10, 9, tz="UTC"), base_path=str(base))
+    try:
+        dag_run = run(dag, pendulum.datetime(2025, 3, 10, 9, tz="UTC"), base_path=str(base))
+    finally:
+        stop.set()
+        mover.join()
+
+    waits = [ti for ti in dag_run.get_task_instances() if ti.task_id == "wait_for_complete_day"]
+    assert len(waits) == len(emu.org.sites) and {ti.state for ti in waits} == {"success"}
+    ny_checks = completeness_checks(emu, ny_floors)
+    assert len(ny_checks) == 3, "one check on the worker, one failed and one met poll in the trigger"
+    exports = [
+        i
+        for i, r in enumerate(emu.counters.log)
+        if r.path == "/api/v3/reporting"
+        and isinstance(r.body_json, dict)
+        and r.body_json["window"]["every"] == "1h"
+    ]
+    assert exports and min(exports) > max(ny_checks), "an export ran before the day was final"
+    ny_wait = next(ti for ti in waits if ti.rendered_map_index == "America/New_York")
+    verdict = ny_wait.xcom_pull(task_ids="wait_for_complete_day", map_indexes=ny_wait.map_index)
+    assert verdict["assets_checked"] == len(ny_floors & set(series_floors(emu)))
+    assert verdict["incomplete_windows"] == 0
+    assert verdict["window_end"] == "2025-03-10T04:00:00Z"
+
     day = base / "2025-03-09"  # the day before the logical date; a 23-hour day in New York
     summary = json.loads((day / "summary.json").read_text())
     assert summary["day"] == "2025-03-09"
@@ -62,13 +129,21 @@ def test_daily_occupancy_export_writes_every_sites_local_day(butlr_conn: Any, ai
             assert entry["rows"] == len(rows) > 0, path
         hours = {r["time"] for r in rows}
         assert len(hours) == {"America/New_York": 23, "Europe/Berlin": 24, None: 24}[site.timezone]
-        occupancy = [json.loads(line) for line in (day / site.id / "occupancy.jsonl").read_text().splitlines()]
+        occupancy = [
+            json.loads(line) for line in (day / site.id / "occupancy.jsonl").read_text().splitlines()
+        ]
         assert {(r["measurement"], r["function"]) for r in occupancy} == {
             (m, f) for m in ("room_occupancy", "floor_occupancy") for f in ("mean", "max")
         }
     floors = {f.id for f in emu.org.floors_by_id.values()}
     assert set(summary["weekly_stats"]) <= floors and summary["weekly_stats"]
     assert not list(base.rglob(".*.tmp"))
+
+
+def series_floors(emu: Any) -> list[str]:
+    from airflow_provider_butlr.testing.series import series_assets
+
+    return series_assets(emu.org, "floor_occupancy", emu.config.seed)
 
 
 def test_asset_inventory(butlr_conn: Any, airflow_db: str, tmp_path: Path) -> None:
