@@ -31,19 +31,21 @@ while [ $# -gt 0 ]; do
 done
 if [ ${#VERSIONS[@]} -eq 0 ]; then
   VERSIONS=(3.3.2 3.1.8)
-  DEFAULT_RUN=1
 fi
 SHOTS="$(realpath -m "${UI_SCREENSHOTS:-$REPO/ui-screenshots}")"
 
 if [ ${#VERSIONS[@]} -gt 1 ]; then  # one process tree (and one trap) per version
   for version in "${VERSIONS[@]}"; do
     args=(--airflow "$version")
-    if [ "${DEFAULT_RUN:-0}" = 1 ] && [ "$version" = "3.3.2" ] && [ -n "$DOCS_SCREENSHOT" ]; then
+    if [ "${version%.*}" = 3.3 ] && [ -n "$DOCS_SCREENSHOT" ]; then
       args+=(--docs-screenshot "$DOCS_SCREENSHOT")
     fi
     [ "$BROWSER" = always ] && args+=(--browser)
     [ "$BROWSER" = never ] && args+=(--no-browser)
-    "$0" "${args[@]}"
+    "$0" "${args[@]}" &  # background + wait, so a TERM/INT here reaches the child (and its cleanup)
+    child=$!
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' INT TERM
+    wait "$child"
   done
   exit 0
 fi
@@ -129,6 +131,10 @@ fi
 for _ in $(seq 1 100); do [ -s "$WORK/emulator.url" ] && break; sleep 0.1; done
 [ -s "$WORK/emulator.url" ] || { echo "the emulator did not start" >&2; exit 1; }
 
-"$PY" "$REPO/scripts/ui_check.py" --airflow-url "http://127.0.0.1:$API_PORT" --airflow-home "$AIRFLOW_HOME" \
+# In the background + wait: bash runs the INT/TERM trap (and so the cleanup) at once instead of
+# after a foreground child has finished; the check gets its own session so the cleanup stops it too.
+setsid "$PY" "$REPO/scripts/ui_check.py" --airflow-url "http://127.0.0.1:$API_PORT" --airflow-home "$AIRFLOW_HOME" \
   --airflow-version "$VERSION" --emulator-url "$(head -n 1 "$WORK/emulator.url")" \
-  --screenshots "$SHOTS" "${CHECK_ARGS[@]}"
+  --screenshots "$SHOTS" "${CHECK_ARGS[@]}" &
+PIDS+=("$!")
+wait "$!"
