@@ -236,7 +236,10 @@ class _ButlrPollingSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(
                 f"{self.task_id}: response_check still false at the deadline {rfc3339(end)}"
             )
-        self.defer_until(context, end)
+        try:
+            self.defer_until(context, end)  # rebuilding the plan may need the hook (topology)
+        finally:
+            self._close_hook()
         return None
 
 
