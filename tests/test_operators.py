@@ -555,3 +555,23 @@ def test_device_health_fails_past_the_thresholds_and_still_pushes_the_report(but
     assert ti.pushed["device_health"]["sensors"]["offline"] > 0
     lenient = ButlrDeviceHealthOperator(task_id="t", max_offline_share=1.0, max_critical_batteries=10_000)
     assert lenient.execute({"ti": FakeTI()})["sensors"]["total"] > 0
+
+
+def test_hook_lists_tags_sensors_and_hives(butlr_conn: Any) -> None:
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    emu = butlr_conn
+    with ButlrHook() as hook:
+        tags, sensors, hives = hook.get_tags(), hook.get_sensors(), hook.get_hives()
+    assert {t["id"]: {r["id"] for r in t["rooms"]} for t in tags} == {
+        t.id: set(t.room_ids) for t in emu.org.tags_by_id.values()
+    }
+    assert {s["id"]: s["room_id"] for s in sensors} == {
+        s.id: s.room_id for s in emu.org.sensors_by_id.values()
+    }
+    real_hives = {
+        h.id
+        for h in emu.org.hives_by_id.values()
+        if h.serial_number and not h.serial_number.startswith("fake")
+    }
+    assert {h["id"] for h in hives} == real_hives  # placeholder hives are left out by the API
