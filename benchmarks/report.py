@@ -62,6 +62,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _load_text(load: dict[str, list[float]] | None) -> str:
+    """The 1/5/15-minute load averages before and after the run (other tenants make figures noisy)."""
+    if not load:
+        return ""
+    before, after = ("/".join(f"{v:.2f}" for v in load[key]) for key in ("before", "after"))
+    return f" Load average (1/5/15 min): {before} before, {after} after."
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The results table, the targets, and the machine, as Markdown."""
     out = ["| Scenario | Contender | Result |", "|---|---|---|"]
@@ -87,6 +95,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Python {machine['python']}, Airflow {machine['airflow']}, "
         f"apache-airflow-providers-http {machine['apache_airflow_providers_http']}, "
         f"requests {machine['requests']}; commit {machine['git_commit']}.",
-        f"Command: `{report['command']}` ({report['total_seconds']:.0f} s).",
+        f"Command: `{report['command']}` ({report['total_seconds']:.0f} s)."
+        + _load_text(report.get("load_average")),
     ]
     return "\n".join(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -66,6 +67,7 @@ def main(argv: list[str]) -> int:
     settings = Settings(quick=args.quick)
     names = args.only or list(SCENARIOS)
     out = args.out or RESULTS / ("quick.json" if args.quick else "latest.json")
+    load_before = os.getloadavg()
     started = time.perf_counter()
     results = []
     with EmulatorProcess(size="large") as emu:
@@ -84,6 +86,7 @@ def main(argv: list[str]) -> int:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "total_seconds": time.perf_counter() - started,
         "machine": machine_info(),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "scenarios": [r.to_json() for r in results],
     }
     out.parent.mkdir(parents=True, exist_ok=True)

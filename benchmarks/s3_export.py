@@ -1,4 +1,4 @@
-"""Scenario 3: export throughput and peak memory, 30 days of 15-minute windows, 200 rooms and 10x that."""
+"""Scenario 3: export throughput and peak memory, 30 days of 15-minute windows, 20 rooms and 10x (200 rooms)."""
 
 from __future__ import annotations
 
@@ -70,13 +70,18 @@ def export_once(mode: str, rooms: int, days: int, work_dir: Path) -> dict[str, A
 
 
 def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResult:
-    rooms_1x = settings.pick(200, 20)
+    # The issue's export is 200 rooms x 30 days (576,000 rows). Its 10x (5.76 M rows) takes over
+    # 10 minutes on the reference machine (client and emulator each ~10-25 k rows/s), more than the
+    # whole suite may take; so the memory pair is 1/10 of it (1x) and the issue's export itself (10x),
+    # with the same request shape (10 rooms x 1 day per request) at both sizes.
+    rooms_small = 20
+    rooms_big = rooms_small * 10
     days = settings.pick(30, 3)
     rounds = settings.pick(1, 1)
     runs_spec = {
-        f"ButlrReportingOperator -> JSONL, {rooms_1x} rooms (1x)": ("operator", rooms_1x),
-        f"ButlrReportingOperator -> JSONL, {rooms_1x * 10} rooms (10x)": ("operator", rooms_1x * 10),
-        f"HttpHook per batch, rows in a list, {rooms_1x} rooms (1x)": ("httphook", rooms_1x),
+        f"ButlrReportingOperator -> JSONL, {rooms_small} rooms (1x)": ("operator", rooms_small),
+        f"ButlrReportingOperator -> JSONL, {rooms_big} rooms (10x)": ("operator", rooms_big),
+        f"HttpHook per batch, rows in a list, {rooms_big} rooms (10x)": ("httphook", rooms_big),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in runs_spec}
     names = list(runs_spec)
@@ -93,9 +98,11 @@ def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResul
             f"room_occupancy, mean, 15-minute windows, {days} days from {START.date()}; each export in a fresh "
             "client process (peak RSS = ru_maxrss of that process; baseline = RSS after imports, before "
             "the export) against a fresh emulator process; "
-            f"{rounds} round(s), contenders interleaved. The HttpHook contender is the hand-written "
-            "alternative (10 rooms per request, no paging, rows kept in a list, one json.dump); it runs "
-            "at 1x only, since its memory grows with the export by design."
+            f"{rounds} round(s), contenders interleaved. 10x = {rooms_big} rooms x {days} days "
+            f"({rooms_big * days * 96:,} rows), 1x = {rooms_small} rooms (the 10x of the issue's export "
+            "does not fit the suite's 10-minute budget). The HttpHook contender is the hand-written "
+            "alternative (10 rooms x the whole range per request, no paging, rows kept in a list, one "
+            "json.dump), at the 10x size."
         ),
     )
     summary: dict[str, dict[str, Any]] = {}
@@ -125,8 +132,8 @@ def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResul
         "peak_rss_10x_over_1x": ratio(ten["peak_rss_mib"], one["peak_rss_mib"]),
         "export_rss_10x_over_1x": ratio(ten["export_rss_mib"], one["export_rss_mib"]),
         "rows_per_second_10x_over_1x": ratio(ten["rows_per_second"], one["rows_per_second"]),
-        "httphook_peak_rss_over_operator_1x": ratio(http["peak_rss_mib"], one["peak_rss_mib"]),
-        "operator_rows_per_second_over_httphook_1x": ratio(one["rows_per_second"], http["rows_per_second"]),
+        "httphook_peak_rss_over_operator_10x": ratio(http["peak_rss_mib"], ten["peak_rss_mib"]),
+        "operator_rows_per_second_over_httphook_10x": ratio(ten["rows_per_second"], http["rows_per_second"]),
     }
     result.targets.append(
         Target(
