@@ -117,8 +117,10 @@ def describe(exc: BaseException | None) -> str:
         return "unknown error"
     if _is_requests_error(exc, "SSLError"):
         return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
-    if isinstance(exc, TransientHTTPError):
+    if isinstance(exc, (TransientHTTPError, TransientDataError)):
         return str(exc)
+    if _is_requests_error(exc, "ChunkedEncodingError"):
+        return f"connection broken mid-response ({type(exc).__name__})"
     if _is_requests_error(exc, "Timeout") or type(exc).__name__.endswith("Timeout"):
         return f"timed out ({type(exc).__name__})"
     if _is_requests_error(exc, "ConnectionError") or _is_httpx_transport_error(exc):

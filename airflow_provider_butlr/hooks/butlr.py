@@ -308,10 +308,11 @@ class ButlrHook(BaseHook):
                     self._drop_token_used_by(response)
                     raise ButlrAuthError(
                         f"Butlr {method} {endpoint} refused the token with HTTP 401 even after a fresh login"
-                        f" ({error_text(response.text, (self.settings.secret,))})",
+                        f" (2 attempt(s); {error_text(response.text, (self.settings.secret,))})",
                         status=401,
                         method=method,
                         endpoint=endpoint,
+                        attempts=2,
                     )
             if response.status_code in RETRYABLE_STATUSES:
                 detail = error_text(response.text, (self.settings.secret,))

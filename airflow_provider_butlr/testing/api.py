@@ -76,7 +76,7 @@ class ButlrAPI:
     def apply_fault(self, request: Request, respond: Callable[[], Response]) -> Response | None:
         if request.path in DATA_PATHS and self.config.latency > 0:
             self.stopping.wait(self.config.latency)
-        rule = self.faults.select(request.path)
+        rule = self.faults.select(request.path, request.json)
         if rule is None:
             return respond()
         request.record.fault = rule.kind
@@ -108,6 +108,12 @@ class ButlrAPI:
             return self._fault_status(rule)
         if kind == "unauthorized":
             return self._unauthorized(request, "Token rejected")
+        if kind == "revoke":
+            self.authority.revoke_all()
+            return respond()
+        if kind == "clock_jump":
+            self.clock.advance(rule.advance)
+            return respond()
         if kind == "empty_data":
             return Response.json(200, {"data": {}, "page_info": dict(ZERO_PAGE_INFO)})
         normal = respond()

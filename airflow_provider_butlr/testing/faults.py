@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 FAULT_KINDS = frozenset(
-    {"status", "delay", "drop", "reset", "truncated_json", "empty_data", "graphql_partial", "unauthorized"}
+    {
+        "status",
+        "delay",
+        "drop",
+        "reset",
+        "truncated_json",
+        "empty_data",
+        "graphql_partial",
+        "unauthorized",
+        "revoke",
+        "clock_jump",
+    }
 )
+
+# A predicate on the request's JSON body (None when the body is empty or not JSON).
+BodyPredicate = Callable[[Any], bool]
 
 
 @dataclass
@@ -23,6 +38,8 @@ class FaultRule:
     body: str | bytes | None = None
     content_type: str | None = None
     delay: float = 0.0
+    advance: float = 0.0
+    when: BodyPredicate | None = None
     every: int | None = None
     at_calls: frozenset[int] | None = None
     times: int | None = None
@@ -33,8 +50,8 @@ class FaultRule:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _schedule: FaultSchedule | None = field(default=None, repr=False)
 
-    def matches(self, path: str) -> bool:
-        return path.startswith(self.path)
+    def matches(self, path: str, body: Any = None) -> bool:
+        return path.startswith(self.path) and (self.when is None or bool(self.when(body)))
 
     def _fires(self) -> bool:
         """Decide whether this rule injects on its current call (caller holds the lock)."""
@@ -74,6 +91,8 @@ class FaultSchedule:
         body: str | bytes | None = None,
         content_type: str | None = None,
         delay: float = 0.0,
+        advance: float = 0.0,
+        when: BodyPredicate | None = None,
         every: int | None = None,
         at_calls: Iterable[int] | None = None,
         times: int | None = None,
@@ -81,6 +100,11 @@ class FaultSchedule:
         seed: int = 0,
     ) -> FaultRule:
         """Inject ``kind`` on requests whose path starts with ``path`` ("" = every path).
+
+        Kinds ``revoke`` (revoke every token issued so far, then answer normally: a 401 for the
+        request's now-revoked token) and ``clock_jump`` (move the emulator clock ``advance``
+        seconds forward, then answer normally: tokens expire as they would) model tokens dying
+        mid-export. ``when`` narrows the rule to requests whose JSON body satisfies it.
 
         Selection: ``at_calls`` (1-based numbers of matching calls since the rule was added),
         ``every`` (every n-th matching call), ``rate`` (probability, seeded and reproducible),
@@ -90,6 +114,8 @@ class FaultSchedule:
             raise ValueError(f"unknown fault kind {kind!r}; allowed: {', '.join(sorted(FAULT_KINDS))}")
         if kind == "status" and status is None:
             raise ValueError("fault kind 'status' needs status=<HTTP code>, e.g. status=503")
+        if kind == "clock_jump" and advance <= 0:
+            raise ValueError("fault kind 'clock_jump' needs advance=<seconds> > 0, e.g. advance=1800")
         if every is not None and every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         if rate is not None and not 0.0 <= rate <= 1.0:
@@ -104,6 +130,8 @@ class FaultSchedule:
             body=body,
             content_type=content_type,
             delay=delay,
+            advance=advance,
+            when=when,
             every=every,
             at_calls=None if at_calls is None else frozenset(at_calls),
             times=times,
@@ -130,12 +158,12 @@ class FaultSchedule:
         with self._lock:
             return list(self._rules)
 
-    def select(self, path: str) -> FaultRule | None:
+    def select(self, path: str, body: Any = None) -> FaultRule | None:
         """Count this call against every matching rule; return the first rule that fires."""
         chosen: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(path):
+                if not rule.matches(path, body):
                     continue
                 rule.calls += 1
                 if chosen is None and rule._fires():
