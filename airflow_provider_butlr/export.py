@@ -97,10 +97,16 @@ def fetch_pages(fetch: Fetch, unit: ExportUnit, page_limit: int, stats: ExportSt
     """
     rows: list[Row] = []
     previous: tuple[Any, ...] | None = None
+    announced = 0  # pages the last page_info with counts announced (0: unknown)
     for page in range(1, MAX_PAGES_PER_UNIT + 1):
         payload = fetch(unit.body(page, page_limit))
         stats.add(requests=1)
         data = response_data(payload)
+        if not data and page <= announced:
+            raise ButlrDataError(
+                f"the reporting API returned an empty page {page} of the {announced} it announced for "
+                f"{_describe(unit)} (a silent truncation?); refusing to export the unit without it"
+            )
         if not data:
             return None if page == 1 else rows
         page_rows = list(flatten_response(payload, measurement=unit.measurement, function=unit.function))
@@ -118,7 +124,8 @@ def fetch_pages(fetch: Fetch, unit: ExportUnit, page_limit: int, stats: ExportSt
         rows.extend(page_rows)
         info = page_info(payload)
         if info.get("total_item_count", 0) > 0 and info.get("total_pages", 0) > 0:
-            more = page < info["total_pages"]
+            announced = info["total_pages"]
+            more = page < announced
         else:
             more = len(page_rows) >= page_limit
         if not more:

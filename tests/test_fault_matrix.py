@@ -172,6 +172,16 @@ class Run:
 
 
 def run_export(emu: ButlrEmulator, max_concurrency: int = 1, **hook_kwargs: Any) -> Run:
+    stats = ExportStats()
+    began = time.perf_counter()
+    rows = list(run_export_rows(emu, stats, max_concurrency, **hook_kwargs))
+    return Run(rows, stats, emu.counters.log, time.perf_counter() - began)
+
+
+def run_export_rows(
+    emu: ButlrEmulator, stats: ExportStats | None = None, max_concurrency: int = 1, **hook_kwargs: Any
+) -> Iterator[Row]:
+    """The export's rows as they stream (the hook is closed when the iteration ends)."""
     hook_kwargs = {
         "max_retries": MAX_RETRIES,
         "retry_wait_initial": WAIT_INITIAL,
@@ -181,21 +191,16 @@ def run_export(emu: ButlrEmulator, max_concurrency: int = 1, **hook_kwargs: Any)
         **hook_kwargs,
     }
     start, stop = export_range()
-    stats = ExportStats()
-    began = time.perf_counter()
     with ButlrHook(**hook_kwargs) as hook:
-        rows = list(
-            hook.iter_reporting_rows(
-                "room_occupancy",
-                rooms=export_rooms(emu),
-                start=start,
-                stop=stop,
-                stats=stats,
-                max_concurrency=max_concurrency,
-                **EXPORT,
-            )
+        yield from hook.iter_reporting_rows(
+            "room_occupancy",
+            rooms=export_rooms(emu),
+            start=start,
+            stop=stop,
+            stats=stats,
+            max_concurrency=max_concurrency,
+            **EXPORT,
         )
-    return Run(rows, stats, emu.counters.log, time.perf_counter() - began)
 
 
 @pytest.fixture(scope="module")
@@ -371,6 +376,23 @@ def test_export_under_fault(
         assert sum(sleeps.waits) == pytest.approx(fault.wait * injected)
     else:
         assert all(WAIT_INITIAL <= w <= WAIT_MAX + WAIT_INITIAL for w in sleeps.waits), max(sleeps.waits)
+
+
+def a_later_page(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("paginate", {}).get("page", 1) > 1
+
+
+def test_an_empty_later_page_that_was_announced_fails_instead_of_dropping_rows(
+    emu: ButlrEmulator, baseline: Run, sleeps: SleepRecorder
+) -> None:
+    """Page 1 announced 3 pages; page 2 comes back empty: the export stops, it never drops rows."""
+    emu.faults.add(path=REPORTING, kind="empty_data", when=a_later_page, at_calls=[7])
+    rows: list[Row] = []
+    with pytest.raises(
+        ButlrDataError, match=r"empty page \d of the 3 it announced .* room_occupancy/mean 2 rooms"
+    ):
+        rows.extend(run_export_rows(emu))
+    assert rows == baseline.rows[:36]  # the 3 units before it, whole (12 rows each); nothing of the 4th
 
 
 # --- GraphQL partial data -----------------------------------------------------------------------
