@@ -422,6 +422,42 @@ CASES = [
         (r"floors: 'room_\w+' is not a floor id",),
     ),
     Case(
+        "occupancy sensor: match not in the allowed list",
+        lambda e: occupancy_sensor(e, match="most"),
+        ButlrConfigurationError,
+        (r"match 'most' is not one of all, any",),
+    ),
+    Case(
+        "occupancy sensor: threshold that is not a number",
+        lambda e: occupancy_sensor(e, threshold="lots"),
+        ButlrConfigurationError,
+        (r"threshold 'lots' must be a number or a mapping of asset id to number",),
+    ),
+    Case(
+        "completeness sensor: unknown measurement",
+        lambda e: complete_sensor(e, measurement="room_occupancy_avg"),
+        ButlrConfigurationError,
+        (r"measurement: 'room_occupancy_avg' is not a reporting measurement", MEASUREMENT_NAMES),
+    ),
+    Case(
+        "completeness sensor: measurement not reported for the asset kind",
+        lambda e: complete_sensor(e, measurement="floor_occupancy"),
+        ButlrConfigurationError,
+        (r"measurement 'floor_occupancy' is reported for floors or tags, not for rooms",),
+    ),
+    Case(
+        "completeness sensor: unparsable window end",
+        lambda e: complete_sensor(e, window_end="yesterday"),
+        ButlrConfigurationError,
+        (r"window_end: 'yesterday' is not an ISO 8601 / RFC3339 time", r"2025-01-01T05:00:00Z"),
+    ),
+    Case(
+        "completeness sensor: relative window start",
+        lambda e: complete_sensor(e, window_start="-1d"),
+        ButlrConfigurationError,
+        (r"window_start: '-1d' is not an ISO 8601 / RFC3339 time",),
+    ),
+    Case(
         "completeness sensor: no assets",
         lambda e: complete_sensor(e, rooms=[]),
         ButlrConfigurationError,

@@ -509,3 +509,22 @@ def test_faults_beyond_the_budget_fail_the_task_without_a_file(
     assert len(sleeps.waits) == (case.attempts - 1 if case.rule["kind"] != "unauthorized" else 0)
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left behind either
+
+
+def test_partial_topology_fails_a_site_export_before_any_reporting_request(
+    emu: ButlrEmulator, tmp_path: Path
+) -> None:
+    """A site export resolves its rooms through GraphQL; partial data must not shrink the export."""
+    emu.faults.add(path=GRAPHQL, kind="graphql_partial")
+    out = tmp_path / "exports" / "site.jsonl"
+    task = ButlrReportingOperator(
+        task_id="export",
+        measurements="room_occupancy",
+        sites=[next(s.id for s in emu.org.sites if s.timezone == TZ)],
+        local_day=FIRST_DAY,
+        output_path=str(out),
+    )
+    with pytest.raises(ButlrGraphQLError, match=r"Butlr GraphQL returned errors: \[INTERNAL_SERVER_ERROR\]"):
+        task.execute({})
+    assert emu.counters.requests(REPORTING) == 0
+    assert not out.exists() and not out.parent.exists()

@@ -40,6 +40,7 @@ from airflow_provider_butlr.conditions import (
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError
 from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.reporting import (
+    MEASUREMENTS,
     REPORTING_PATH,
     BatchLimits,
     build_reporting_body,
@@ -48,6 +49,7 @@ from airflow_provider_butlr.reporting import (
     parse_every,
     split_ids,
     validate_ids,
+    validate_measurements,
 )
 from airflow_provider_butlr.triggers.butlr import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
@@ -316,6 +318,18 @@ def _asset_arguments(floors: Any, rooms: Any, zones: Any) -> dict[str, Any]:
     return {kind: ids for kind, ids in (("floors", floors), ("rooms", rooms), ("zones", zones)) if ids}
 
 
+def _check_measurement_kinds(measurement: str, assets: Mapping[str, Any]) -> None:
+    """A measurement Butlr does not report for a given asset kind would never complete: refuse it."""
+    validate_measurements([measurement], "measurement")
+    accepted = MEASUREMENTS[measurement][0]
+    wrong = [kind for kind in assets if kind not in accepted]
+    if wrong:
+        raise ButlrConfigurationError(
+            f"measurement {measurement!r} is reported for {' or '.join(accepted)}, not for "
+            f"{', '.join(wrong)}; leave measurement unset to check each asset kind's occupancy"
+        )
+
+
 class ButlrDataCompleteSensor(_ButlrPollingSensor):
     """Wait until Butlr's data for a window is final for the given floors, rooms and/or zones.
 
@@ -382,6 +396,8 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
             raise ButlrConfigurationError(
                 f"{self.task_id}: local_day=True and window_start/window_end exclude each other"
             )
+        if measurement is not None:
+            _check_measurement_kinds(measurement, _asset_arguments(floors, rooms, zones))
         if max_null_percentage is not None and not 0 <= max_null_percentage <= 1:
             raise ButlrConfigurationError(
                 f"max_null_percentage {max_null_percentage!r} must be between 0 and 1"
