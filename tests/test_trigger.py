@@ -134,7 +134,7 @@ async def test_no_hot_loop_when_every_request_answers_401(butlr_conn: Any) -> No
 
 
 async def test_data_401_is_replayed_once_per_poll_then_waits(butlr_conn: Any) -> None:
-    duration, interval = 1.0, 0.2
+    duration, interval = 3.0, 0.5  # room for 2+ polls (2 logins each) on a loaded machine
     butlr_conn.faults.add(path=GRAPHQL, kind="unauthorized")
     event = await run_to_end(
         make_trigger(duration=duration, poll_interval=interval, max_consecutive_failures=100)
