@@ -128,3 +128,17 @@ def test_sensor_examples_plan_and_the_past_windows_are_complete(butlr_conn: Any,
         datetime(2025, 3, 9, 5, tzinfo=timezone.utc),
         datetime(2025, 3, 10, 4, tzinfo=timezone.utc),
     )
+
+
+def test_readme_operator_and_sensor_examples_are_the_tested_ones() -> None:
+    """The README repeats examples from docs/; each must be one of the blocks run above, verbatim."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tested = python_blocks("operators.md") + python_blocks("sensors.md")
+    examples = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+        if "airflow_provider_butlr.operators" in block or "airflow_provider_butlr.sensors" in block
+    ]
+    assert len(examples) >= 7, "the README shows an example per operator and sensor"
+    for block in examples:
+        assert any(block.strip() in doc for doc in tested), f"README example not in docs/: {block[:80]}"
