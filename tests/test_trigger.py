@@ -192,14 +192,26 @@ async def test_missing_connection_is_one_error_event(monkeypatch: pytest.MonkeyP
     assert "butlr_missing" in event["message"]
 
 
-async def test_exponential_backoff_spaces_polls_further_apart(butlr_conn: Any) -> None:
-    duration = 1.0
-    steady = await run_to_end(make_trigger(NEVER_PLAN, duration=duration, poll_interval=0.1))
-    backoff = await run_to_end(
-        make_trigger(NEVER_PLAN, duration=duration, poll_interval=0.1, exponential_backoff=True)
-    )
-    assert backoff["polls"] < steady["polls"]
-    assert backoff["polls"] <= 4  # 0.1 + 0.1 + 0.2 + 0.4 (+ 0.8 > 1 s)
+async def test_exponential_backoff_spaces_polls_further_apart(
+    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sleeps the trigger asks for (recorded, then really slept), not wall-clock poll counts."""
+    real_sleep = asyncio.sleep
+    asked: list[float] = []
+
+    async def recording_sleep(seconds: float, *args: Any) -> Any:
+        asked.append(seconds)
+        return await real_sleep(seconds, *args)
+
+    trigger_module = importlib.import_module(ButlrTrigger.__module__)
+    monkeypatch.setattr(trigger_module.asyncio, "sleep", recording_sleep)
+    await run_to_end(make_trigger(NEVER_PLAN, duration=1.0, poll_interval=0.1))
+    steady, asked[:] = [round(s, 3) for s in asked], []
+    await run_to_end(make_trigger(NEVER_PLAN, duration=1.0, poll_interval=0.1, exponential_backoff=True))
+    backoff = [round(s, 3) for s in asked]
+    assert steady[:-1] and set(steady[:-1]) == {0.1}  # the last sleep is cut short by the deadline
+    assert backoff[:-1] == [0.1, 0.1, 0.2, 0.4][: len(backoff) - 1]  # doubling after each miss
+    assert len(backoff) < len(steady)
 
 
 def test_backoff_intervals_are_capped() -> None:
