@@ -23,10 +23,16 @@ AIRFLOW_V_3_2_PLUS: bool = airflow_version_tuple() >= (3, 2, 0)
 # 3.3: the connection form never imports hooks; the legacy hook classmethods are ignored.
 AIRFLOW_V_3_3_PLUS: bool = airflow_version_tuple() >= (3, 3, 0)
 
+if AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk.exceptions import AirflowRescheduleException
+else:  # 3.0 / 3.1: the Task SDK's sensors raise the core class; common.compat.sdk does not export it
+    from airflow.exceptions import AirflowRescheduleException
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "AirflowRescheduleException",
     "airflow_version_tuple",
 ]

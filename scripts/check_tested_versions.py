@@ -3,10 +3,11 @@
 
     check_tested_versions.py            # exit 1 if the README and the run disagree
     check_tested_versions.py --render   # print the table the run supports (paste it into the README)
+    check_tested_versions.py --readme docs/tested-versions.md
 
-The check compares the (Airflow, Python) rows of the first Markdown table under the
-``## Tested versions`` heading with the runs, and requires every run to have passed. Other
-columns are free text.
+The check reads the first Markdown table under the ``## Tested versions`` heading. Its (Airflow,
+Python) rows must be exactly the recorded runs, every run must have passed, and a ``Tests`` column,
+if present, must say what the run says. Other columns are free text.
 """
 
 from __future__ import annotations
@@ -16,30 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from matrix_results import DEFAULT_RESULTS, REPO, load, minor_of
+from matrix_results import DEFAULT_RESULTS, REPO, format_markdown, load, minor_of
 
 HEADING = "## Tested versions"
-# Where the connection form comes from on each minor (docs; verified by tests/test_registration.py
-# and scripts/ui_check.sh).
-FORM_SOURCE = {
-    "3.0": "hook's Python methods; filled only where FAB/WTForms are installed",
-    "3.1": "hook's Python methods (Airflow mocks WTForms)",
-    "3.2": "declarative `conn-fields` in the provider info",
-    "3.3": "declarative `conn-fields`; the hook is not imported",
-}
+Row = dict[str, str]
 
 
-def render(runs: list[dict[str, Any]]) -> str:
-    """The Markdown table for the README, newest Airflow first."""
-    lines = ["| Airflow | Python | Tests | Connection form |", "|---|---|---|---|"]
-    for run in reversed(runs):
-        source = FORM_SOURCE.get(run["minor"], "")
-        lines.append(f"| {run['airflow']} | {run['python']} | {run['result']} | {source} |")
-    return "\n".join(lines)
-
-
-def readme_rows(readme: str) -> set[tuple[str, str]]:
-    """(Airflow, Python) pairs of the first table under the heading."""
+def readme_rows(readme: str) -> list[Row]:
+    """The rows of the first table under the heading, keyed by lower-cased column name."""
     _, found, rest = readme.partition(HEADING)
     if not found:
         raise SystemExit(f"README has no {HEADING!r} section")
@@ -54,24 +39,30 @@ def readme_rows(readme: str) -> set[tuple[str, str]]:
     if len(table) < 3:
         raise SystemExit(f"no Markdown table with rows under {HEADING!r}")
     header = [cell.lower() for cell in table[0]]
-    try:
-        airflow_col, python_col = header.index("airflow"), header.index("python")
-    except ValueError:
-        raise SystemExit(f"the table under {HEADING!r} needs 'Airflow' and 'Python' columns") from None
-    return {(row[airflow_col], row[python_col]) for row in table[2:]}
+    if "airflow" not in header or "python" not in header:
+        raise SystemExit(f"the table under {HEADING!r} needs 'Airflow' and 'Python' columns")
+    return [dict(zip(header, row, strict=False)) for row in table[2:]]
 
 
-def disagreements(claimed: set[tuple[str, str]], runs: list[dict[str, Any]]) -> list[str]:
+def disagreements(rows: list[Row], runs: list[dict[str, Any]]) -> list[str]:
     """Human-readable reasons why the README table and the run do not match (empty: they agree)."""
-    ran = {(run["airflow"], run["python"]) for run in runs}
+    claimed = {(row["airflow"], row["python"]) for row in rows}
+    ran = {(run["airflow"], run["python"]): run for run in runs}
     problems = [f"Airflow {r['airflow']}: tests {r['result']}" for r in runs if r["result"] != "passed"]
     problems += [
         f"README claims Airflow {a} on Python {p}, the run has no such result"
-        for a, p in sorted(claimed - ran)
+        for a, p in sorted(claimed - set(ran))
     ]
     problems += [
         f"the run tested Airflow {a} on Python {p}, the README does not list it"
-        for a, p in sorted(ran - claimed)
+        for a, p in sorted(set(ran) - claimed)
+    ]
+    problems += [
+        f"README says tests {row['tests']!r} for Airflow {row['airflow']}, the run says {run['result']!r}"
+        for row in rows
+        if "tests" in row
+        and (run := ran.get((row["airflow"], row["python"]))) is not None
+        and row["tests"] != run["result"]
     ]
     claimed_minors = [minor_of(a) for a, _ in claimed]
     problems += [
@@ -95,14 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = load(args.results)["runs"]
     if args.render:
-        print(render(runs))
+        print(format_markdown(runs))
         return 0
     problems = disagreements(readme_rows(args.readme.read_text()), runs)
     for problem in problems:
         print(f"tested versions: {problem}", file=sys.stderr)
     if problems:
         print(
-            f"\nThe table the run supports (python3 {sys.argv[0]} --render):\n{render(runs)}", file=sys.stderr
+            f"\nThe table the run supports (python3 {sys.argv[0]} --render):\n{format_markdown(runs)}",
+            file=sys.stderr,
         )
         return 1
     print(f"README tested versions agree with {args.results.name}: {', '.join(r['airflow'] for r in runs)}")

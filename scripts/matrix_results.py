@@ -4,6 +4,7 @@
     matrix_results.py record --airflow 3.1.8 --junit junit.xml --exit-code 0 \
         --install-seconds 12.3 --test-seconds 45.6 --python 3.11
     matrix_results.py table          # prints the table; exits 1 if any minor failed or is missing
+    matrix_results.py markdown       # the README's "Tested versions" table (docs/tested-versions.md)
 
 Standard library only: it runs before (and outside) any venv.
 """
@@ -21,6 +22,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO / ".matrix-results.json"
 COUNTS = ("passed", "failed", "errors", "skipped")
+# Where the connection form comes from on each minor (verified by tests/test_registration.py and
+# scripts/ui_check.sh).
+FORM_SOURCE = {
+    "3.0": "hook's Python methods (`hook_meta` fills it only where FAB/WTForms are installed)",
+    "3.1": "hook's Python methods (Airflow mocks WTForms)",
+    "3.2": "declarative `conn-fields` in the provider info",
+    "3.3": "declarative `conn-fields`; the hook is not imported",
+}
 
 
 def minor_of(version: str) -> str:
@@ -91,6 +100,21 @@ def format_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(runs: list[dict[str, Any]]) -> str:
+    """The README's "Tested versions" Markdown table, newest Airflow first."""
+    lines = ["| Airflow | Python | Tests | Connection form |", "|---|---|---|---|"]
+    for run in reversed(runs):
+        source = FORM_SOURCE.get(run["minor"], "")
+        lines.append(f"| {run['airflow']} | {run['python']} | {run['result']} | {source} |")
+    return "\n".join(lines)
+
+
+def markdown(args: argparse.Namespace) -> int:
+    """Print the Markdown table of the recorded runs."""
+    print(format_markdown(load(args.results)["runs"]))
+    return 0
+
+
 def table(args: argparse.Namespace) -> int:
     """Print the table; non-zero when a run failed or an expected minor has no run."""
     runs = load(args.results)["runs"]
@@ -121,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     tab = commands.add_parser("table", help="print the results table")
     tab.add_argument("--expect", nargs="*", help="Airflow versions that must have a run")
     tab.set_defaults(handler=table)
+    md = commands.add_parser("markdown", help="print the README's tested-versions table")
+    md.set_defaults(handler=markdown)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

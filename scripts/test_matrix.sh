@@ -5,20 +5,26 @@
 #
 #   ./scripts/test_matrix.sh                 # 3.0.6 3.1.8 3.2.2 3.3.2
 #   ./scripts/test_matrix.sh 3.1.8 3.3.2     # a subset
+#   ./scripts/test_matrix.sh --keep 3.0.6    # add to the results file instead of starting a new one
+#                                            # (CI records 3.3.2 from its main test step first)
 #
 # Writes .matrix-results.json, prints "Airflow | result | passed/failed/skipped | seconds" and
 # exits non-zero if any minor fails. Logs: .venv-matrix/af-X.Y/test.log.
+# scripts/matrix-constraints/airflow-X.Y.txt, where present, constrains that minor's install
+# (uv's UV_CONSTRAINT): caps on Airflow's own dependencies that broke that Airflow release.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
 
+KEEP=0
+if [ "${1:-}" = "--keep" ]; then KEEP=1; shift; fi
 DEFAULT_VERSIONS="3.0.6 3.1.8 3.2.2 3.3.2"
 read -r -a VERSIONS <<<"${*:-${AIRFLOW_VERSIONS:-$DEFAULT_VERSIONS}}"
 RESULTS="${MATRIX_RESULTS:-$REPO/.matrix-results.json}"
 PYTHON="${PYTHON:-python3}"
 export PYTHON
 
-rm -f "$RESULTS"  # the file describes this run only
+[ "$KEEP" = 1 ] || rm -f "$RESULTS"  # the file describes this run only
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
@@ -30,6 +36,15 @@ for version in "${VERSIONS[@]}"; do
   junit="$venv/junit.xml"
   rm -f "$junit"
   echo ">> Airflow $version in $venv"
+
+  constraints="$REPO/scripts/matrix-constraints/airflow-$minor.txt"
+  if [ -f "$constraints" ]; then
+    export UV_CONSTRAINT="$constraints"
+    # _venv.sh reinstalls when its stamp is missing: make it do so when the constraints changed.
+    if [ "$constraints" -nt "$venv/.butlr-installed-$version" ]; then rm -f "$venv/.butlr-installed-$version"; fi
+  else
+    unset UV_CONSTRAINT
+  fi
 
   t0=$(now)
   # scripts/_venv.sh creates the venv and installs "apache-airflow==$version" -e ".[test]" with uv.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -29,10 +30,24 @@ async def sites(hook: ButlrAsyncHook) -> list[Any]:
     return list(payload["data"]["sites"]["data"])
 
 
+def async_lookup_available() -> bool:
+    """Airflow 3.3.2+ masks a connection's secrets asynchronously (``Connection.aextra_dejson``).
+
+    Before, ``common.compat``'s ``get_async_connection`` runs the synchronous lookup in a worker thread
+    (Airflow's ``aget_connection`` could deadlock there); the test below then checks the thread.
+    """
+    from airflow.providers.common.compat.sdk import Connection
+
+    return hasattr(Connection, "aextra_dejson")
+
+
+@pytest.mark.skipif(
+    not async_lookup_available(), reason="no asynchronous connection lookup before Airflow 3.3.2"
+)
 async def test_reads_the_connection_without_the_sync_lookup(
     butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.sdk import BaseHook, Connection
+    from airflow.providers.common.compat.sdk import BaseHook, Connection
 
     def forbidden(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a blocking connection lookup ran on the event loop")
@@ -43,6 +58,34 @@ async def test_reads_the_connection_without_the_sync_lookup(
     async with fast_async_hook() as hook:
         assert await sites(hook)
         assert (await hook.aget_settings()).base_url == butlr_conn.url
+
+
+@pytest.mark.skipif(async_lookup_available(), reason="Airflow 3.3.2+ looks the connection up asynchronously")
+async def test_runs_the_sync_lookup_off_the_event_loop(
+    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat.sdk import BaseHook, Connection
+
+    loop_thread = threading.get_ident()
+    lookup_threads: list[int] = []
+    get_connection = BaseHook.get_connection.__func__  # type: ignore[attr-defined]
+    extra_dejson = Connection.extra_dejson
+
+    def recording_get_connection(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        lookup_threads.append(threading.get_ident())
+        return get_connection(cls, *args, **kwargs)
+
+    def recording_extra_dejson(conn: Any) -> Any:
+        lookup_threads.append(threading.get_ident())
+        return extra_dejson.__get__(conn)
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(recording_get_connection))
+    monkeypatch.setattr(Connection, "extra_dejson", property(recording_extra_dejson))
+    async with fast_async_hook() as hook:
+        assert await sites(hook)
+        assert (await hook.aget_settings()).base_url == butlr_conn.url
+    assert lookup_threads, "the connection was looked up"
+    assert loop_thread not in lookup_threads, "a blocking connection lookup ran on the event loop"
 
 
 async def test_shares_the_token_cache_with_the_sync_hook(butlr_conn: Any) -> None:

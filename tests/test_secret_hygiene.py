@@ -289,8 +289,9 @@ def test_scan_sees_the_task_output(hygiene: HygieneRun) -> None:
 
 def test_scan_finds_the_decoy_in_every_channel(hygiene: HygieneRun) -> None:
     """The canary leaked a decoy through logs, an exception, XCom and a rendered field: all found."""
-    assert f"decoy in a log line: {DECOY}" in hygiene.stdout
-    assert f"decoy in an exception: {DECOY}" in hygiene.stdout
+    out = hygiene.stdout + hygiene.stderr  # Airflow 3.1 writes the task's own log lines to stderr
+    assert f"decoy in a log line: {DECOY}" in out
+    assert f"decoy in an exception: {DECOY}" in out
     xcoms = hygiene.query(f"SELECT value FROM xcom WHERE dag_id = '{CANARY_DAG_ID}'")
     assert any(DECOY in str(value) for (value,) in xcoms)
     rendered = hygiene.query(

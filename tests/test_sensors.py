@@ -14,13 +14,9 @@ from typing import Any
 
 import pytest
 import time_machine
-from airflow.sdk.exceptions import (
-    AirflowRescheduleException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    TaskDeferred,
-)
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
+from airflow_provider_butlr._compat import AirflowRescheduleException
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError, ButlrGraphQLError
 from airflow_provider_butlr.sensors.butlr import (
     ButlrDataCompleteSensor,
