@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -807,22 +807,30 @@ def _number(value: Any) -> float | int | None:
     return None if math.isnan(number) else number
 
 
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+_OWN_COLUMNS = frozenset({"measurement", "function", "asset_type", "asset_id"})  # never the API's
+_TYPED_COLUMNS: dict[str, Callable[[Any], Any]] = {
+    "time": normalise_time,
+    "value": _number,
+    "data_incomplete": _flag,
+    "null_percentage": _number,
+}
+
+
 def row_from_api(raw: Mapping[str, Any], measurement: str, function: str) -> Row:
     """One API row (shape A or a shape C leaf) as a row with the stable columns."""
     asset_kind = MEASUREMENTS[measurement][1]
     row = _new_row(measurement, function, asset_kind)
     for key, value in raw.items():
         column = _API_TO_COLUMN.get(key, key)
-        if column in ("measurement", "function", "asset_type", "asset_id"):
+        if column in _OWN_COLUMNS:
             continue  # the API's internal measurement names are never used
-        if column == "time":
-            row["time"] = normalise_time(value)
-        elif column == "value":
-            row["value"] = _number(value)
-        elif column == "data_incomplete":
-            row["data_incomplete"] = None if value is None else bool(value)
-        elif column == "null_percentage":
-            row["null_percentage"] = _number(value)
+        convert = _TYPED_COLUMNS.get(column)
+        if convert is not None:
+            row[column] = convert(value)
         elif column in row:
             row[column] = "" if value is None else str(value)
     row["asset_id"] = row[_ASSET_ID_COLUMN[asset_kind]]
