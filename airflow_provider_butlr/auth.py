@@ -63,19 +63,29 @@ def jwt_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
 
 
-def login_request(settings: ButlrSettings) -> tuple[str, dict[str, str]]:
+class LoginBody(dict[str, str]):
+    """The login call's JSON body. Its repr hides the secret: tracebacks that print every frame's
+    local variables (Airflow 3.0's console logging renders them with rich) show ``***`` instead."""
+
+    SECRET_KEYS = frozenset({"client_secret", "password"})
+
+    def __repr__(self) -> str:
+        return repr({key: "***" if key in self.SECRET_KEYS else value for key, value in self.items()})
+
+
+def login_request(settings: ButlrSettings) -> tuple[str, LoginBody]:
     """URL and JSON body of the login call for the configured grant."""
     if settings.auth_type == "password":
-        return settings.base_url + PASSWORD_LOGIN_PATH, {
-            "username": settings.login,
-            "password": settings.secret,
-        }
-    return settings.base_url + CLIENT_LOGIN_PATH, {
-        "client_id": settings.login,
-        "client_secret": settings.secret,
-        "audience": settings.audience,
-        "grant_type": "client_credentials",
-    }
+        return settings.base_url + PASSWORD_LOGIN_PATH, LoginBody(
+            username=settings.login,
+            password=settings.secret,
+        )
+    return settings.base_url + CLIENT_LOGIN_PATH, LoginBody(
+        client_id=settings.login,
+        client_secret=settings.secret,
+        audience=settings.audience,
+        grant_type="client_credentials",
+    )
 
 
 def error_text(body: str, secrets: tuple[str, ...] = ()) -> str:
