@@ -215,7 +215,9 @@ async def test_exponential_backoff_spaces_polls_further_apart(
     backoff = [round(s, 3) for s in asked]
     assert steady[:-1] and set(steady[:-1]) == {0.1}  # the last sleep is cut short by the deadline
     assert backoff[:-1] == [0.1, 0.1, 0.2, 0.4][: len(backoff) - 1]  # doubling after each miss
-    assert len(backoff) < len(steady)
+    assert len(backoff) >= 4  # a doubled sleep (0.2) was asked for before the cut-short last one
+    # (no poll-count comparison with the steady run: on a loaded machine each poll itself takes
+    # ~0.1 s, and both runs end up with the same number of polls in their 1 s window)
 
 
 def test_backoff_intervals_are_capped() -> None:
