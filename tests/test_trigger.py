@@ -209,12 +209,12 @@ async def test_exponential_backoff_spaces_polls_further_apart(
 
     trigger_module = importlib.import_module(ButlrTrigger.__module__)
     monkeypatch.setattr(trigger_module.asyncio, "sleep", recording_sleep)
-    await run_to_end(make_trigger(NEVER_PLAN, duration=1.0, poll_interval=0.1))
+    await run_to_end(make_trigger(NEVER_PLAN, duration=2.0, poll_interval=0.1))
     steady, asked[:] = [round(s, 3) for s in asked], []
-    await run_to_end(make_trigger(NEVER_PLAN, duration=1.0, poll_interval=0.1, exponential_backoff=True))
+    await run_to_end(make_trigger(NEVER_PLAN, duration=2.0, poll_interval=0.1, exponential_backoff=True))
     backoff = [round(s, 3) for s in asked]
     assert steady[:-1] and set(steady[:-1]) == {0.1}  # the last sleep is cut short by the deadline
-    assert backoff[:-1] == [0.1, 0.1, 0.2, 0.4][: len(backoff) - 1]  # doubling after each miss
+    assert backoff[:-1] == [0.1, 0.1, 0.2, 0.4, 0.8][: len(backoff) - 1]  # doubling after each miss
     assert len(backoff) >= 4  # a doubled sleep (0.2) was asked for before the cut-short last one
     # (no poll-count comparison with the steady run: on a loaded machine each poll itself takes
     # ~0.1 s, and both runs end up with the same number of polls in their 1 s window)
