@@ -126,12 +126,20 @@ def test_completeness_poke_mode_execute_returns_once_the_clock_moves(butlr_conn:
     butlr_conn.config.reporting_incomplete_minutes = 30
     sensor = completeness_sensor(butlr_conn, poke_interval=0.2)
     with time_machine.travel(DAY_END + timedelta(minutes=16), tick=True) as clock:
-        timer = threading.Timer(0.6, clock.shift, args=(timedelta(minutes=15),))
-        timer.start()
+        first_poke_done = threading.Event()
+
+        def move_clock_after_the_first_poke() -> None:
+            while butlr_conn.counters.requests(REPORTING) < 2 and not first_poke_done.wait(0.02):
+                pass
+            clock.shift(timedelta(minutes=15))
+
+        mover = threading.Thread(target=move_clock_after_the_first_poke, daemon=True)
+        mover.start()
         try:
             summary = sensor.execute({})
         finally:
-            timer.cancel()
+            first_poke_done.set()
+            mover.join(5)
     assert summary["assets_checked"] == 4 and summary["incomplete_windows"] == 0
     assert butlr_conn.counters.requests(REPORTING) >= 4  # it poked more than once
 
