@@ -200,7 +200,12 @@ def give_up_error(
     )
     if isinstance(exc, TransientHTTPError) and exc.status == 429:
         return ButlrRateLimitError(
-            message, retry_after=exc.retry_after, status=429, method=method, endpoint=endpoint, attempts=attempts
+            message,
+            retry_after=exc.retry_after,
+            status=429,
+            method=method,
+            endpoint=endpoint,
+            attempts=attempts,
         )
     if isinstance(exc, TransientHTTPError):
         return ButlrAPIError(message, status=exc.status, method=method, endpoint=endpoint, attempts=attempts)

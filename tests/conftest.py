@@ -49,7 +49,12 @@ def connection_json(emu: Any, **extra: Any) -> str:
         "host": emu.url,
         "login": emu.client_id,
         "password": emu.client_secret,
-        "extra": {"audience": emu.audience, "auth_type": "client_credentials", "timeout": 10, "max_retries": 3},
+        "extra": {
+            "audience": emu.audience,
+            "auth_type": "client_credentials",
+            "timeout": 10,
+            "max_retries": 3,
+        },
     }
     for key in ("host", "login", "password"):
         if key in extra:

@@ -230,7 +230,9 @@ def test_session_is_reused(butlr_conn: Any) -> None:
     assert hook.get_conn() is hook.get_conn()
 
 
-def test_secrets_never_reach_the_logs(butlr_conn: Any, caplog: pytest.LogCaptureFixture, fast_hook: Any) -> None:
+def test_secrets_never_reach_the_logs(
+    butlr_conn: Any, caplog: pytest.LogCaptureFixture, fast_hook: Any
+) -> None:
     caplog.set_level(logging.DEBUG)
     butlr_conn.faults.add(path=GRAPHQL, kind="status", status=503, at_calls={2})
     hook = fast_hook()
@@ -265,7 +267,12 @@ def test_test_connection_unreachable_host(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(
         "AIRFLOW_CONN_BUTLR_DEFAULT",
         json.dumps(
-            {"conn_type": "butlr", "host": f"http://127.0.0.1:{port}", "login": "id", "password": "pw-secret-1"}
+            {
+                "conn_type": "butlr",
+                "host": f"http://127.0.0.1:{port}",
+                "login": "id",
+                "password": "pw-secret-1",
+            }
         ),
     )
     ok, message = ButlrHook().test_connection()

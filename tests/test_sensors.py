@@ -180,9 +180,15 @@ def test_default_window_is_the_data_interval(butlr_conn: Any) -> None:
     sensor = completeness_sensor(butlr_conn, window_start=None, window_end=None)
     plan = sensor.build_plan({"data_interval_start": DAY_START, "data_interval_end": DAY_END})
     condition = plan.conditions[0].to_dict()
-    assert (condition["window_start"], condition["window_end"]) == ("2025-11-11T00:00:00Z", "2025-11-12T00:00:00Z")
+    assert (condition["window_start"], condition["window_end"]) == (
+        "2025-11-11T00:00:00Z",
+        "2025-11-12T00:00:00Z",
+    )
     body = plan.requests[0].json
-    assert (body["filter"]["start"], body["filter"]["stop"]) == ("2025-11-11T23:00:00Z", "2025-11-12T00:00:00Z")
+    assert (body["filter"]["start"], body["filter"]["stop"]) == (
+        "2025-11-11T23:00:00Z",
+        "2025-11-12T00:00:00Z",
+    )
     assert body["window"]["create_empty"] is False and body["filter"]["value"] == {"gte": 0}
     with pytest.raises(ButlrConfigurationError, match="no data interval"):
         sensor.build_plan({})
@@ -207,7 +213,13 @@ def test_local_day_uses_the_site_timezone(butlr_conn: Any, day: str, start: str,
 def test_local_day_refuses_assets_in_two_timezones(butlr_conn: Any) -> None:
     rooms = presence_rooms(butlr_conn, "America/New_York", 1) + presence_rooms(butlr_conn, "Europe/Berlin", 1)
     sensor = completeness_sensor(
-        butlr_conn, rooms=rooms, floors=None, window_start=None, window_end=None, local_day=True, day="2025-11-11"
+        butlr_conn,
+        rooms=rooms,
+        floors=None,
+        window_start=None,
+        window_end=None,
+        local_day=True,
+        day="2025-11-11",
     )
     with pytest.raises(ButlrConfigurationError, match=r"different timezones .*pass timezone"):
         sensor.build_plan({})
@@ -225,7 +237,12 @@ def test_templated_fields_render(butlr_conn: Any) -> None:
         window_end="{{ params.end }}",
     )
     context: dict[str, Any] = {
-        "params": {"conn": "butlr_default", "room": "room_x", "start": "2025-11-11T00:00:00Z", "end": "2025-11-12T00:00:00Z"}
+        "params": {
+            "conn": "butlr_default",
+            "room": "room_x",
+            "start": "2025-11-11T00:00:00Z",
+            "end": "2025-11-12T00:00:00Z",
+        }
     }
     sensor.render_template_fields(context)  # type: ignore[arg-type]
     assert sensor.butlr_conn_id == "butlr_default"
@@ -270,7 +287,9 @@ def test_ids_are_batched_within_butlrs_budget(butlr_conn: Any) -> None:
 def current_median(emu: Any, room: str, now: datetime, lookback: int = 5) -> float:
     """Ground truth: the median of the room's latest ``lookback`` minutes that the emulator serves."""
     newest = now - timedelta(minutes=emu.config.reporting_missing_minutes)
-    values = minute_values(emu.org, "room_occupancy", room, newest - timedelta(minutes=lookback), newest, emu.config.seed)
+    values = minute_values(
+        emu.org, "room_occupancy", room, newest - timedelta(minutes=lookback), newest, emu.config.seed
+    )
     return float(statistics.median(v for _, v in values))
 
 
@@ -312,7 +331,12 @@ def test_occupancy_poke_succeeds_when_occupancy_crosses_the_threshold(butlr_conn
     bodies = [r.body_json for r in butlr_conn.counters.log if r.path == REPORTING]
     assert len(bodies) == 2
     assert bodies[0]["filter"]["stop"] != bodies[1]["filter"]["stop"]  # re-timed at every poll
-    assert bodies[1]["window"] == {"every": "1m", "function": "median", "timezone": "UTC", "create_empty": False}
+    assert bodies[1]["window"] == {
+        "every": "1m",
+        "function": "median",
+        "timezone": "UTC",
+        "create_empty": False,
+    }
 
 
 def test_occupancy_empty_room_with_the_opposite_condition(butlr_conn: Any) -> None:
@@ -439,7 +463,10 @@ def test_generic_sensor_response_check_still_defers_and_re_defers(butlr_conn: An
 
 def test_response_check_false_at_the_deadline_times_out(butlr_conn: Any) -> None:
     sensor = ButlrSensor(
-        task_id="generic", endpoint=GRAPHQL, json={"query": "{ sites { data { id } } }"}, response_check=lambda p: False
+        task_id="generic",
+        endpoint=GRAPHQL,
+        json={"query": "{ sites { data { id } } }"},
+        response_check=lambda p: False,
     )
     event = {"status": "success", "message": "ok", "responses": [{"data": {}}]}
     with pytest.raises(AirflowSensorTimeout, match="response_check still false"):
@@ -455,7 +482,9 @@ def test_response_check_false_at_the_deadline_times_out(butlr_conn: Any) -> None
         (None, ButlrError, "unexpected trigger event"),
     ],
 )
-def test_execute_complete_raises_on_error_timeout_and_bad_events(event: Any, error: type, message: str) -> None:
+def test_execute_complete_raises_on_error_timeout_and_bad_events(
+    event: Any, error: type, message: str
+) -> None:
     sensor = ButlrSensor(task_id="generic", endpoint=GRAPHQL)
     with pytest.raises(error, match=message):
         sensor.execute_complete({}, event=event, deadline=0.0)
@@ -476,11 +505,15 @@ def test_soft_fail_turns_a_trigger_timeout_into_a_skip() -> None:
 
 def test_poke_mode_timeout_and_soft_fail(butlr_conn: Any) -> None:
     never = [{"type": "value_at", "path": "data.sites.data.0.id", "op": "==", "value": "nope"}]
-    common: dict[str, Any] = dict(endpoint=GRAPHQL, json={"query": "{ sites { data { id } } }"}, conditions=never)
+    common: dict[str, Any] = dict(
+        endpoint=GRAPHQL, json={"query": "{ sites { data { id } } }"}, conditions=never
+    )
     with pytest.raises(AirflowSensorTimeout):
         ButlrSensor(task_id="t", poke_interval=0.1, timeout=0.3, deferrable=False, **common).execute({})
     with pytest.raises(AirflowSkipException):
-        ButlrSensor(task_id="t", poke_interval=0.1, timeout=0.3, soft_fail=True, deferrable=False, **common).execute({})
+        ButlrSensor(
+            task_id="t", poke_interval=0.1, timeout=0.3, soft_fail=True, deferrable=False, **common
+        ).execute({})
 
 
 def test_reschedule_mode_frees_the_worker(butlr_conn: Any) -> None:
@@ -501,7 +534,9 @@ def test_reschedule_mode_frees_the_worker(butlr_conn: Any) -> None:
 
 def test_graphql_errors_fail_the_poke(butlr_conn: Any) -> None:
     butlr_conn.faults.add(path=GRAPHQL, kind="graphql_partial")
-    sensor = ButlrSensor(task_id="t", endpoint=GRAPHQL, json={"query": "{ sites { data { id } } }"}, deferrable=False)
+    sensor = ButlrSensor(
+        task_id="t", endpoint=GRAPHQL, json={"query": "{ sites { data { id } } }"}, deferrable=False
+    )
     with pytest.raises(ButlrGraphQLError, match="injected partial failure"):
         sensor.poke({})
 
@@ -538,6 +573,8 @@ def test_generic_argument_errors() -> None:
         ButlrSensor(task_id="t", endpoint=GRAPHQL, method="PUT")
     with pytest.raises(ButlrConfigurationError, match="response_check must be callable"):
         ButlrSensor(task_id="t", endpoint=GRAPHQL, response_check="yes")  # type: ignore[arg-type]
-    sensor = ButlrSensor(task_id="t", endpoint=GRAPHQL, conditions=[{"type": "value_at", "path": "x", "op": "~"}])
+    sensor = ButlrSensor(
+        task_id="t", endpoint=GRAPHQL, conditions=[{"type": "value_at", "path": "x", "op": "~"}]
+    )
     with pytest.raises(ButlrConfigurationError, match=r"conditions\[0\]"):
         sensor.build_plan({})

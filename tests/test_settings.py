@@ -49,7 +49,9 @@ def test_uri_port_is_kept() -> None:
     assert normalize_base_url("127.0.0.1", conn_id="c", port=8765) == "https://127.0.0.1:8765"
 
 
-@pytest.mark.parametrize("host", ["ftp://api.butlr.io", "not a host", "https://", "https://api.butlr.io:abc", "http://x?y=1"])
+@pytest.mark.parametrize(
+    "host", ["ftp://api.butlr.io", "not a host", "https://", "https://api.butlr.io:abc", "http://x?y=1"]
+)
 def test_garbage_host_is_refused(host: str) -> None:
     with pytest.raises(ButlrConfigurationError, match="field host"):
         make(host=host)

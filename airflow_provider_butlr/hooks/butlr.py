@@ -131,7 +131,9 @@ class ButlrHook(BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.butlr_conn_id = butlr_conn_id
-        self.options = ClientOptions(timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap)
+        self.options = ClientOptions(
+            timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap
+        )
         self._session: requests.Session | None = None
         self.last_attempts = 0  # attempts used by the most recent request (for reporting)
 

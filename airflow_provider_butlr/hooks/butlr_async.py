@@ -71,7 +71,9 @@ class ButlrAsyncHook(BaseHook):
     ) -> None:
         super().__init__()
         self.butlr_conn_id = butlr_conn_id
-        self.options = ClientOptions(timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap)
+        self.options = ClientOptions(
+            timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap
+        )
         self._settings: ButlrSettings | None = None
         self._client: httpx.AsyncClient | None = None
 

@@ -46,7 +46,9 @@ def stats(body: dict[str, Any], now: datetime = NOW, **changes: Any) -> dict[str
     return run_stats(org(), body, now, config(**changes))
 
 
-def truth(measurement: str, asset: str, start: datetime, stop: datetime, field: str | None = None) -> list[int]:
+def truth(
+    measurement: str, asset: str, start: datetime, stop: datetime, field: str | None = None
+) -> list[int]:
     """Ground-truth minute values from the generator (no data-quality masking)."""
     return [v for _, v in minute_values(org(), measurement, asset, start, stop, SEED, field=field)]
 
@@ -59,8 +61,13 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def body(measurements: list[str], start: datetime = NY_DAY_START, stop: datetime = NY_DAY_STOP,
-         window: dict[str, Any] | None = None, **filters: Any) -> dict[str, Any]:
+def body(
+    measurements: list[str],
+    start: datetime = NY_DAY_START,
+    stop: datetime = NY_DAY_STOP,
+    window: dict[str, Any] | None = None,
+    **filters: Any,
+) -> dict[str, Any]:
     """A reporting body: ``filters`` are filter keys (``rooms=["room_a"]`` becomes ``{"eq": [...]}``)."""
     flt: dict[str, Any] = {"measurements": measurements, "start": iso(start), "stop": iso(stop)}
     for key, value in filters.items():

@@ -31,8 +31,15 @@ def org() -> Organization:
     return build_series_org()
 
 
-def values(org: Organization, measurement: str, asset: str, start: datetime = DAY_START, stop: datetime = DAY_STOP,
-           seed: int = SEED, field: str | None = None) -> list[int]:
+def values(
+    org: Organization,
+    measurement: str,
+    asset: str,
+    start: datetime = DAY_START,
+    stop: datetime = DAY_STOP,
+    seed: int = SEED,
+    field: str | None = None,
+) -> list[int]:
     return [v for _, v in minute_values(org, measurement, asset, start, stop, seed, field=field)]
 
 
@@ -52,9 +59,13 @@ def test_same_seed_same_values_other_seed_other_values(org: Organization) -> Non
 
 
 def test_a_minute_does_not_depend_on_the_range_that_asked_for_it(org: Organization) -> None:
-    whole = dict(minute_values(org, "traffic", "sensor_ta", DAY_START - timedelta(days=1), DAY_STOP, SEED, field="in"))
+    whole = dict(
+        minute_values(org, "traffic", "sensor_ta", DAY_START - timedelta(days=1), DAY_STOP, SEED, field="in")
+    )
     part_start = DAY_START + timedelta(hours=13, minutes=17)
-    part = minute_values(org, "traffic", "sensor_ta", part_start, part_start + timedelta(minutes=90), SEED, field="in")
+    part = minute_values(
+        org, "traffic", "sensor_ta", part_start, part_start + timedelta(minutes=90), SEED, field="in"
+    )
     assert part and all(whole[t] == v for t, v in part)
 
 
@@ -72,7 +83,9 @@ def _local_hour_mean(org: Organization, room: str, day: date, hours: range, tz: 
 
 
 @pytest.mark.parametrize(("room", "tz"), [("room_a", NY), ("room_be", ZoneInfo("Europe/Berlin"))])
-def test_diurnal_and_weekday_pattern_follow_the_site_local_clock(org: Organization, room: str, tz: ZoneInfo) -> None:
+def test_diurnal_and_weekday_pattern_follow_the_site_local_clock(
+    org: Organization, room: str, tz: ZoneInfo
+) -> None:
     weeks = [date(2025, 11, 3) + timedelta(days=7 * k) for k in range(3)]  # Mondays
     office = sum(_local_hour_mean(org, room, d + timedelta(days=1), range(10, 16), tz) for d in weeks)
     night = sum(_local_hour_mean(org, room, d + timedelta(days=1), range(0, 5), tz) for d in weeks)
@@ -87,8 +100,11 @@ def test_floor_occupancy_is_the_sum_of_its_covered_rooms(org: Organization) -> N
 
 
 def test_tag_occupancy_is_the_sum_of_its_covered_rooms_and_zones(org: Organization) -> None:
-    parts = [values(org, "room_occupancy", "room_a"), values(org, "room_occupancy", "room_b"),
-             values(org, "zone_occupancy", "zone_a")]
+    parts = [
+        values(org, "room_occupancy", "room_a"),
+        values(org, "room_occupancy", "room_b"),
+        values(org, "zone_occupancy", "zone_a"),
+    ]
     assert values(org, "tag_occupancy", "tag_meet") == [sum(col) for col in zip(*parts, strict=True)]
 
 
@@ -102,7 +118,9 @@ def test_presence_seconds_are_zero_exactly_when_empty(org: Organization) -> None
 
 def test_floor_presence_seconds_are_the_max_over_rooms(org: Organization) -> None:
     rooms = [values(org, "room_presence_time_secs", r) for r in ("room_a", "room_b", "room_c")]
-    assert values(org, "floor_presence_time_secs", "space_ny1") == [max(col) for col in zip(*rooms, strict=True)]
+    assert values(org, "floor_presence_time_secs", "space_ny1") == [
+        max(col) for col in zip(*rooms, strict=True)
+    ]
 
 
 def _running(net: list[int]) -> list[int]:
@@ -113,7 +131,9 @@ def _running(net: list[int]) -> list[int]:
     return out
 
 
-def test_traffic_room_occupancy_is_clamped_cumulative_in_minus_out_since_local_midnight(org: Organization) -> None:
+def test_traffic_room_occupancy_is_clamped_cumulative_in_minus_out_since_local_midnight(
+    org: Organization,
+) -> None:
     start = DAY_START - timedelta(days=1)  # two New York days: the running sum restarts at local midnight
     ins = values(org, "traffic", "sensor_ta", start, DAY_STOP, field="in")
     outs = values(org, "traffic", "sensor_ta", start, DAY_STOP, field="out")
@@ -127,10 +147,17 @@ def test_traffic_room_occupancy_is_clamped_cumulative_in_minus_out_since_local_m
 
 def test_traffic_floor_occupancy_uses_the_entrance_sensors_only(org: Organization) -> None:
     nets = [
-        [i - o for i, o in zip(values(org, "traffic", s, field="in"), values(org, "traffic", s, field="out"), strict=True)]
+        [
+            i - o
+            for i, o in zip(
+                values(org, "traffic", s, field="in"), values(org, "traffic", s, field="out"), strict=True
+            )
+        ]
         for s in ("sensor_e1", "sensor_e2")
     ]
-    assert values(org, "traffic_floor_occupancy", "space_ny1") == _running([a + b for a, b in zip(*nets, strict=True)])
+    assert values(org, "traffic_floor_occupancy", "space_ny1") == _running(
+        [a + b for a, b in zip(*nets, strict=True)]
+    )
 
 
 def test_only_covered_assets_have_series(org: Organization) -> None:
@@ -155,11 +182,19 @@ def test_every_measurement_has_a_series_in_the_seeded_org() -> None:
         assets = series_assets(seeded, measurement)
         assert assets, measurement
         field = "in" if measurement == "traffic" else None
-        assert len(minute_values(seeded, measurement, assets[0], DAY_START, DAY_START + timedelta(hours=1), 42,
-                                 field=field)) == 60
+        assert (
+            len(
+                minute_values(
+                    seeded, measurement, assets[0], DAY_START, DAY_START + timedelta(hours=1), 42, field=field
+                )
+            )
+            == 60
+        )
 
 
-@pytest.mark.parametrize(("day", "minutes"), [(date(2025, 3, 9), 1380), (date(2025, 11, 2), 1500), (date(2025, 11, 4), 1440)])
+@pytest.mark.parametrize(
+    ("day", "minutes"), [(date(2025, 3, 9), 1380), (date(2025, 11, 2), 1500), (date(2025, 11, 4), 1440)]
+)
 def test_local_days_have_23_24_or_25_hours(day: date, minutes: int) -> None:
     first, walls = day_layout("America/New_York", day.toordinal())
     assert len(walls) == minutes
