@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
@@ -21,7 +21,6 @@ from airflow.providers.common.compat.sdk import (
     Context,
     PokeReturnValue,
     conf,
-    determine_kwargs,
 )
 
 from airflow_provider_butlr.conditions import (
@@ -51,12 +50,14 @@ from airflow_provider_butlr.reporting import (
     validate_ids,
     validate_measurements,
 )
-from airflow_provider_butlr.triggers.butlr import (
+from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
     EVENT_STATUSES,
-    ButlrTrigger,
 )
+
+if TYPE_CHECKING:  # the trigger is imported when a sensor defers, not when a DAG file is parsed
+    from airflow_provider_butlr.triggers.butlr import ButlrTrigger
 
 # Asset kind -> (key of the asset id in reporting rows, presence measurement, traffic measurement).
 ASSET_MEASUREMENTS: dict[str, tuple[str, str, str | None]] = {
@@ -188,6 +189,8 @@ class _ButlrPollingSensor(BaseSensorOperator):
         return False
 
     def make_trigger(self, context: Context, deadline: float) -> ButlrTrigger:
+        from airflow_provider_butlr.triggers.butlr import ButlrTrigger
+
         return ButlrTrigger(
             plan=self.plan_for(context).to_dict(),
             deadline=deadline,
@@ -304,6 +307,8 @@ class ButlrSensor(_ButlrPollingSensor):
         if not responses:
             raise ButlrError(f"{self.task_id}: the trigger returned no response for response_check")
         payload = responses[0]
+        from airflow.providers.common.compat.sdk import determine_kwargs  # imported only when needed
+
         result = self.response_check(payload, **determine_kwargs(self.response_check, [payload], context))
         if isinstance(result, PokeReturnValue):
             return result

@@ -26,10 +26,11 @@ from airflow_provider_butlr.exceptions import (
 )
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
 from airflow_provider_butlr.retry import describe, is_transient
+from airflow_provider_butlr.triggers.events import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+)
 
-EVENT_STATUSES = ("success", "error", "timeout")
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
-DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
 # 4xx answers that may heal by themselves; any other 4xx means the request itself is wrong.
 HEALING_CLIENT_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
 
