@@ -9,7 +9,8 @@
 #                                            # (CI records 3.3.2 from its main test step first)
 #
 # Writes .matrix-results.json, prints "Airflow | result | passed/failed/skipped | seconds" and
-# exits non-zero if any minor fails. Logs: .venv-matrix/af-X.Y/test.log.
+# exits non-zero if any minor fails. Logs: .venv-matrix/af-X.Y/test.log. MATRIX_JOBS (default 2)
+# minors run at once; tests marked airflow_independent are left out (MATRIX_MARKERS="" keeps them).
 # scripts/matrix-constraints/airflow-X.Y.txt, where present, constrains that minor's install
 # (uv's UV_CONSTRAINT): caps on Airflow's own dependencies that broke that Airflow release.
 set -euo pipefail
@@ -28,13 +29,14 @@ export PYTHON
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-for version in "${VERSIONS[@]}"; do
+run_version() {  # install and test one Airflow release; leaves result.env in its venv
+  local version="$1" minor venv log junit constraints t0 t1 t2 installed py code
   minor="${version%.*}"
   venv="$REPO/.venv-matrix/af-$minor"
   mkdir -p "$venv"
   log="$venv/test.log"
   junit="$venv/junit.xml"
-  rm -f "$junit"
+  rm -f "$junit" "$venv/result.env"
   echo ">> Airflow $version in $venv"
 
   constraints="$REPO/scripts/matrix-constraints/airflow-$minor.txt"
@@ -61,16 +63,38 @@ for version in "${VERSIONS[@]}"; do
     echo "!! $venv has Airflow $installed, expected $version" >&2
     code=2
   else
-    VENV="$venv" AIRFLOW_VERSION="$version" "$REPO/scripts/test.sh" -q --junitxml="$junit" >>"$log" 2>&1 || code=$?
+    VENV="$venv" AIRFLOW_VERSION="$version" "$REPO/scripts/test.sh" -q --junitxml="$junit" \
+      -m "$MARKERS" >>"$log" 2>&1 || code=$?
     if [ "$code" -ne 0 ]; then
+      echo "!! Airflow $version:" >&2
       grep -E "^(FAILED|ERROR)" "$log" >&2 || tail -n 40 "$log" >&2
     fi
   fi
   t2=$(now)
-  tail -n 1 "$log"
+  printf 'code=%s\npy=%s\ninstall=%s\ntests=%s\n' "$code" "$py" "$(elapsed "$t0" "$t1")" \
+    "$(elapsed "$t1" "$t2")" >"$venv/result.env"
+}
+
+# Tests marked airflow_independent (the emulator, pure functions, the hook's fault matrix) do not
+# touch Airflow; they run once, in the main test step. MATRIX_MARKERS="" runs everything.
+MARKERS="${MATRIX_MARKERS-not airflow_independent}"
+JOBS="${MATRIX_JOBS:-2}"  # minors tested at once
+running=0
+for version in "${VERSIONS[@]}"; do
+  if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
+  run_version "$version" &
+  running=$((running + 1))
+done
+wait || true
+
+for version in "${VERSIONS[@]}"; do  # record in order, one writer
+  venv="$REPO/.venv-matrix/af-${version%.*}"
+  code=99 py=none install=0 tests=0
+  # shellcheck disable=SC1091
+  [ -f "$venv/result.env" ] && source "$venv/result.env"
+  echo "Airflow $version: $(tail -n 1 "$venv/test.log" 2>/dev/null)"
   "$PYTHON" "$REPO/scripts/matrix_results.py" --results "$RESULTS" record --airflow "$version" --python "$py" \
-    --junit "$junit" --exit-code "$code" --install-seconds "$(elapsed "$t0" "$t1")" \
-    --test-seconds "$(elapsed "$t1" "$t2")"
+    --junit "$venv/junit.xml" --exit-code "$code" --install-seconds "$install" --test-seconds "$tests"
 done
 
 echo

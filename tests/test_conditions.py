@@ -22,6 +22,8 @@ from airflow_provider_butlr.conditions import (
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrGraphQLError
 
+pytestmark = pytest.mark.airflow_independent  # pure functions: run once, not per Airflow minor
+
 END = "2025-11-10T00:00:00Z"
 START = "2025-11-09T00:00:00Z"
 T_END = parse_instant(END)

@@ -340,6 +340,7 @@ def add_rules(emu: ButlrEmulator, fault: Fault) -> list[Any]:
     return rules
 
 
+@pytest.mark.airflow_independent  # the hook's HTTP/retry engine only: once, not per Airflow minor
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_export_under_fault(
     emu: ButlrEmulator,

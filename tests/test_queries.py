@@ -20,6 +20,8 @@ from airflow_provider_butlr.queries import (
     unwrap,
 )
 
+pytestmark = pytest.mark.airflow_independent  # pure functions: run once, not per Airflow minor
+
 # Sanitized real API responses from Butlr's MCP server repository (MIT, see fixtures/butlr/LICENSE).
 FIXTURES = Path(__file__).parent / "fixtures" / "butlr"
 NOW = datetime(2025, 10, 14, 16, 0, tzinfo=timezone.utc)

@@ -31,6 +31,8 @@ from airflow_provider_butlr.reporting import (
     window_floor,
 )
 
+pytestmark = pytest.mark.airflow_independent  # pure functions: run once, not per Airflow minor
+
 # Sanitized real API responses from Butlr's MCP server repository (MIT, see fixtures/butlr/LICENSE).
 FIXTURES = Path(__file__).parent / "fixtures" / "butlr"
 UTC = timezone.utc

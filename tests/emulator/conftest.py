@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,14 @@ CLIENT_LOGIN = "/api/v2/clients/login"
 PASSWORD_LOGIN = "/api/v2/login"
 GRAPHQL = "/api/v3/graphql"
 REPORTING = "/api/v3/reporting"
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The emulator does not run on Airflow: its tests run once, not per Airflow minor."""
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.airflow_independent)
 
 
 class Client:
