@@ -50,7 +50,9 @@ run_version() {  # install and test one Airflow release; leaves result.env in it
 
   t0=$(now)
   # scripts/_venv.sh creates the venv and installs "apache-airflow==$version" -e ".[test]" with uv.
-  if ! VENV="$venv" AIRFLOW_VERSION="$version" bash -c 'source "$1/scripts/_venv.sh"' _ "$REPO" >"$log" 2>&1; then
+  # Installs take turns (flock): each editable install rewrites the repo's *.egg-info.
+  if ! VENV="$venv" AIRFLOW_VERSION="$version" flock "$REPO/.venv-matrix/.install.lock" \
+      bash -c 'source "$1/scripts/_venv.sh"' _ "$REPO" >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "!! install of Airflow $version failed" >&2
   fi
