@@ -558,6 +558,21 @@ class PollRequest:
         return asdict(self)
 
 
+def _check_reads(condition: Condition, count: int, where: str) -> None:
+    """A condition may only read responses the plan requests (else it could never, or always, hold)."""
+    request = getattr(condition, "request", None)
+    if isinstance(request, int) and request >= count:
+        raise ButlrConfigurationError(
+            f"{where}.request {request} is out of range: the poll makes {count} request(s), numbered from 0"
+        )
+    outside = [i for i in getattr(condition, "requests", None) or [] if i >= count]
+    if outside:
+        raise ButlrConfigurationError(
+            f"{where}.requests {', '.join(map(str, outside))} out of range: the poll makes {count} request(s), "
+            "numbered from 0"
+        )
+
+
 @dataclass
 class PollPlan:
     """The requests of one poll and the conditions that must all hold."""
@@ -572,6 +587,7 @@ class PollPlan:
             request.validate(f"requests[{i}]")
         for i, condition in enumerate(self.conditions):
             condition.validate(f"conditions[{i}]")
+            _check_reads(condition, len(self.requests), f"conditions[{i}]")
         return self
 
     def gate(self, now: float) -> Verdict | None:

@@ -342,6 +342,12 @@ CASES = [
         (r"output_format 'parquet' is not supported", r"allowed: jsonl, csv"),
     ),
     Case(
+        "unsupported output format, known only after rendering",
+        lambda e: reporting(e, output_format="{{ params.get('format', 'parquet') }}"),
+        ButlrConfigurationError,
+        (r"output_format 'parquet' is not supported", r"allowed: jsonl, csv"),
+    ),
+    Case(
         "output path without a known suffix",
         lambda e: reporting(e, output_path=e.file("export.xlsx")),
         ButlrConfigurationError,

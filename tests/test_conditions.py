@@ -279,3 +279,30 @@ def test_plan_errors_name_the_request() -> None:
         ButlrConfigurationError, match=r"requests\[0\]\.lookback_seconds needs a reporting body"
     ):
         PollPlan.from_dict({"requests": [{"endpoint": "/x", "lookback_seconds": 60}]})
+
+
+def test_a_condition_reading_a_request_the_plan_does_not_make_is_a_configuration_error() -> None:
+    """Not a wait until the timeout (value_at), nor a silent success (rows_complete with min_rows 0)."""
+    one = [PollRequest("/api/v3/graphql")]
+    assert RowsComplete(min_rows=0, requests=[1]).evaluate([{"data": []}], 0).met  # what it would do
+    with pytest.raises(ButlrConfigurationError, match=r"conditions\[0\]\.request 1 .* 1 request"):
+        PollPlan(one, [ValueAt("data.0.id", "==", 1, request=1)]).validate()
+    with pytest.raises(ButlrConfigurationError, match=r"conditions\[1\]\.requests .*\b1\b.* 1 request"):
+        PollPlan(one, [ValueAt("data", "!=", None), RowsComplete(min_rows=0, requests=[0, 1])]).validate()
+    with pytest.raises(ButlrConfigurationError, match=r"conditions\[0\]\.requests"):
+        PollPlan.from_dict(
+            {
+                "requests": [{"endpoint": "/api/v3/graphql"}],
+                "conditions": [
+                    {
+                        "type": "occupancy",
+                        "asset_key": "room_id",
+                        "asset_ids": ["r"],
+                        "op": ">",
+                        "threshold": 1,
+                        "requests": [2],
+                    }
+                ],
+            }
+        )
+    PollPlan(one, [ValueAt("data.0.id", "==", 1, request=0), RowsComplete(requests=[0])]).validate()

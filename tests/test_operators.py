@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,8 +19,10 @@ from airflow_provider_butlr.exceptions import (
     ButlrAPIError,
     ButlrConfigurationError,
     ButlrDataError,
+    ButlrError,
     ButlrGraphQLError,
 )
+from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.operators.butlr import (
     ButlrDeviceHealthError,
     ButlrDeviceHealthOperator,
@@ -25,9 +30,10 @@ from airflow_provider_butlr.operators.butlr import (
     ButlrOperator,
     ButlrReportingOperator,
     ButlrStatsOperator,
-    run_day,
+    redact_secret_fields,
 )
 from airflow_provider_butlr.reporting import ROW_COLUMNS
+from airflow_provider_butlr.run_dates import run_day
 from tests.conftest import connection_json
 
 UTC = timezone.utc
@@ -244,6 +250,53 @@ def test_templated_values_are_validated_after_rendering() -> None:
         op._validate(strict=True)
 
 
+def test_templated_local_day_that_renders_false_leaves_start_and_stop_in_charge(butlr_conn: Any) -> None:
+    room = next(iter(butlr_conn.org.rooms_by_id))
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        rooms=[room],
+        timezone="UTC",
+        local_day="{{ params.local_day }}",
+        start="2025-02-01T00:00:00Z",
+        stop="2025-02-01T02:00:00Z",
+    )
+    rendered(op, {"params": {"local_day": False}})
+    assert [r["time"] for r in op.execute({})] == ["2025-02-01T00:00:00Z", "2025-02-01T01:00:00Z"]
+
+
+def test_output_format_and_output_conn_id_are_templated(butlr_conn: Any, tmp_path: Path) -> None:
+    room = next(iter(butlr_conn.org.rooms_by_id))
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        rooms=[room],
+        timezone="UTC",
+        window_every="6h",
+        local_day="{{ ds }}",
+        output_path=str(tmp_path / "{{ ds }}.out"),
+        output_format="{{ params.fmt }}",
+        output_conn_id="{{ params.storage }}",
+    )
+    rendered(op, {"ds": "2025-02-01", "params": {"fmt": "csv", "storage": "warehouse_fs"}})
+    assert op.output_conn_id == "warehouse_fs"
+    result = op.execute({})
+    out = tmp_path / "2025-02-01.out"
+    assert (result["path"], result["format"], result["rows"]) == (str(out), "csv", 4)
+    with out.open() as handle:
+        assert tuple(next(csv.reader(handle))) == ROW_COLUMNS
+
+
+def test_graphql_operation_name_is_templated(butlr_conn: Any) -> None:
+    op = ButlrGraphQLOperator(
+        task_id="t",
+        query="query Ids { sites { data { id } } } query Names { sites { data { name } } }",
+        operation_name="{{ params.operation }}",
+    )
+    rendered(op, {"params": {"operation": "Names"}})
+    assert op.execute({}) == {"sites": {"data": [{"name": s.name} for s in butlr_conn.org.sites]}}
+
+
 # --- run_day -----------------------------------------------------------------------------------
 
 
@@ -252,8 +305,12 @@ def test_run_day_uses_the_data_interval_or_the_day_before_the_logical_date() -> 
     assert run_day({"data_interval_start": start, "data_interval_end": start.add(days=1)}) == start.date()
     cron_trigger = {"data_interval_start": start, "data_interval_end": start, "logical_date": start}
     assert run_day(cron_trigger) == start.date() - timedelta(days=1)
+    assert run_day({}) is None
+    op = ButlrReportingOperator(
+        task_id="export", measurements=["room_occupancy"], rooms=["room_1"], local_day=True
+    )
     with pytest.raises(ButlrConfigurationError, match="local_day=True needs a logical date"):
-        run_day({})
+        op._bounds({}, "UTC")
 
 
 # --- ButlrOperator -----------------------------------------------------------------------------
@@ -294,6 +351,44 @@ def test_generic_operator_refuses_a_non_json_xcom(butlr_conn: Any) -> None:
     )
     with pytest.raises(ButlrDataError, match="response_filter's result is not JSON-serialisable"):
         op.execute({})
+
+
+def test_generic_operator_keeps_a_new_clients_secret_out_of_xcom_and_logs(butlr_conn: Any) -> None:
+    # POST /api/v1/client answers with the new client's secret (201); the emulator's fault schedule
+    # plays that answer, since the emulator does not manage M2M clients.
+    secret = "new-client-secret-4f1d9a7c"
+    created = {"name": "etl", "description": "", "client_id": "client_new", "client_secret": secret}
+    butlr_conn.faults.add(
+        path="/api/v1/client",
+        kind="status",
+        status=201,
+        body=json.dumps(created),
+        content_type="application/json",
+    )
+    seen: list[Any] = []
+    op = ButlrOperator(
+        task_id="t",
+        endpoint="/api/v1/client",
+        method="POST",
+        json={"name": "etl", "description": ""},
+        response_check=lambda payload: seen.append(payload) is None,
+    )
+    result = op.execute({})
+    assert result == {**created, "client_secret": "***"}
+    assert seen == [created]  # user callables get the answer as sent
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # Airflow < 3.2
+        from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore[no-redef]
+    assert redact(f"created {secret}") == "created ***"
+
+
+def test_redact_secret_fields_walks_nested_answers() -> None:
+    answer = {"data": [{"id": "w1", "secret": "s1", "token": None}, {"access_token": "t"}], "n": 1}
+    assert redact_secret_fields(answer) == {
+        "data": [{"id": "w1", "secret": "***", "token": None}, {"access_token": "***"}],
+        "n": 1,
+    }
 
 
 # --- ButlrReportingOperator --------------------------------------------------------------------
@@ -431,6 +526,59 @@ def test_small_exports_go_to_xcom_and_big_ones_are_refused(butlr_conn: Any) -> N
         ButlrReportingOperator(**args, max_xcom_rows=2).execute(context)
 
 
+def test_a_refused_export_stops_its_worker_threads(butlr_conn: Any) -> None:
+    before = set(threading.enumerate())
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        rooms=sorted(butlr_conn.org.rooms_by_id)[:40],
+        timezone="UTC",
+        local_day="2025-02-01",
+        max_ids_per_request=5,
+        max_concurrency=3,
+        max_xcom_rows=5,
+    )
+    with pytest.raises(ButlrDataError, match="max_xcom_rows=5") as error:
+        op.execute({})
+    # The task runner keeps the error (and so the failed frame) while it runs failure callbacks.
+    left = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("butlr-export")]
+    assert error.value is not None and left == []
+
+
+def test_sigterm_stops_an_export_and_leaves_no_temporary_file(
+    butlr_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow 3's task runner answers SIGTERM by calling ``on_kill()`` and carrying on until SIGKILL."""
+    out = tmp_path / "day.jsonl"
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        rooms=sorted(butlr_conn.org.rooms_by_id)[:30],
+        timezone="UTC",
+        local_day="2025-02-01",
+        max_ids_per_request=5,
+        output_path=str(out),
+    )
+    query_reporting = ButlrHook.query_reporting
+
+    def answer_then_terminate(hook: ButlrHook, body: Any) -> Any:
+        payload = query_reporting(hook, body)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return payload
+
+    monkeypatch.setattr(ButlrHook, "query_reporting", answer_then_terminate)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
+    try:
+        with pytest.raises(
+            ButlrError, match=r"export was killed after 1 request\(s\); no output was written"
+        ):
+            op.execute({})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
+    assert butlr_conn.counters.requests(REPORTING) == 1
+
+
 def test_an_empty_data_interval_needs_explicit_bounds(butlr_conn: Any) -> None:
     moment = pendulum.datetime(2025, 2, 1, tz="UTC")
     op = ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], timezone="UTC")
@@ -557,6 +705,21 @@ def test_device_health_fails_past_the_thresholds_and_still_pushes_the_report(but
     assert lenient.execute({"ti": FakeTI()})["sensors"]["total"] > 0
 
 
+def test_device_health_compares_the_exact_offline_share(butlr_conn: Any) -> None:
+    """A threshold a hair below the share fails, though the report rounds the share to 4 places."""
+    report = ButlrDeviceHealthOperator(task_id="t").execute({})
+    offline, total = report["sensors"]["offline"], report["sensors"]["total"]
+    exact = offline / total
+    assert round(exact, 4) != exact  # the rounded figure would hide the difference
+    below = exact - 1e-9
+    with pytest.raises(ButlrDeviceHealthError, match=r"sensors offline"):
+        ButlrDeviceHealthOperator(task_id="t", max_offline_share=below).execute({"ti": FakeTI()})
+    assert (
+        ButlrDeviceHealthOperator(task_id="t", max_offline_share=exact).execute({})["sensors"]["total"]
+        == total
+    )
+
+
 def test_hook_lists_tags_sensors_and_hives(butlr_conn: Any) -> None:
     from airflow_provider_butlr.hooks.butlr import ButlrHook
 
@@ -575,3 +738,11 @@ def test_hook_lists_tags_sensors_and_hives(butlr_conn: Any) -> None:
         if h.serial_number and not h.serial_number.startswith("fake")
     }
     assert {h["id"] for h in hives} == real_hives  # placeholder hives are left out by the API
+
+
+def test_device_health_refuses_a_floor_the_topology_does_not_have(butlr_conn: Any) -> None:
+    """A mistyped floor id must not pass the check on zero devices."""
+    missing = "space_2NoSuchFloorInThisOrg00000"
+    op = ButlrDeviceHealthOperator(task_id="t", floors=[missing], max_offline_share=0)
+    with pytest.raises(ButlrConfigurationError, match=rf"floors: '{missing}' is not a floor in the topology"):
+        op.execute({})

@@ -157,7 +157,7 @@ def test_completeness_deferrable_defers_then_succeeds_in_the_trigger(butlr_conn:
         assert kwargs["butlr_conn_id"] == "butlr_default"
         assert kwargs["poll_interval"] == 1.0  # the trigger never polls faster than once a second
         assert kwargs["deadline"] == pytest.approx(DAY_END.timestamp() + 16 * 60 + 3600, abs=5)
-        assert deferred.kwargs == {"deadline": kwargs["deadline"]}
+        assert deferred.kwargs == {"deadline": kwargs["deadline"], "unsuccessful_polls": 0}
         assert deferred.timeout is not None and deferred.timeout.total_seconds() > 3600
         assert [c["type"] for c in kwargs["plan"]["conditions"]] == ["data_complete", "data_complete"]
         assert kwargs["plan"]["conditions"][0]["grace_seconds"] == 900
@@ -204,10 +204,61 @@ def test_default_window_is_the_data_interval(butlr_conn: Any) -> None:
 def test_local_day_uses_the_site_timezone(butlr_conn: Any, day: str, start: str, end: str) -> None:
     sensor = completeness_sensor(butlr_conn, window_start=None, window_end=None, local_day=True)
     interval_start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    plan = sensor.build_plan({"data_interval_start": interval_start, "data_interval_end": interval_start})
+    interval_end = interval_start + timedelta(days=1)
+    plan = sensor.build_plan({"data_interval_start": interval_start, "data_interval_end": interval_end})
     condition = plan.conditions[0].to_dict()
     assert (condition["window_start"], condition["window_end"]) == (start, end)
     assert plan.requests[0].json["window"]["timezone"] == "America/New_York"
+
+
+class FakeDag:
+    def __init__(self, tz: str) -> None:
+        from zoneinfo import ZoneInfo
+
+        self.timezone = ZoneInfo(tz)
+
+
+@pytest.mark.parametrize(
+    ("context", "day"),
+    [
+        # Airflow 3's default CronTriggerTimetable: empty interval at the run time -> yesterday
+        (
+            {"logical_date": DAY_END, "data_interval_start": DAY_END, "data_interval_end": DAY_END},
+            "2025-11-11",
+        ),
+        # a DAG in the site's timezone (Berlin): its interval starts at local midnight, 23:00 UTC
+        (
+            {
+                "dag": FakeDag("Europe/Berlin"),
+                "data_interval_start": datetime(2025, 11, 10, 23, tzinfo=UTC),
+                "data_interval_end": datetime(2025, 11, 11, 23, tzinfo=UTC),
+            },
+            "2025-11-11",
+        ),
+    ],
+)
+def test_local_day_default_is_the_day_the_export_operators_use(
+    butlr_conn: Any, context: dict[str, Any], day: str
+) -> None:
+    """Without day=, the sensor waits for the same local day that ButlrReportingOperator(local_day=True) exports."""
+    from airflow_provider_butlr.operators.butlr import run_day
+    from airflow_provider_butlr.reporting import local_day_bounds
+
+    assert run_day(context).isoformat() == day
+    sensor = completeness_sensor(
+        butlr_conn,
+        rooms=presence_rooms(butlr_conn, "Europe/Berlin", 2),
+        floors=None,
+        window_start=None,
+        window_end=None,
+        local_day=True,
+    )
+    condition = sensor.build_plan(context).conditions[0].to_dict()  # type: ignore[arg-type]
+    start, end = local_day_bounds(day, "Europe/Berlin")
+    assert (condition["window_start"], condition["window_end"]) == (
+        start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
 
 
 def test_local_day_refuses_assets_in_two_timezones(butlr_conn: Any) -> None:
@@ -455,10 +506,45 @@ def test_generic_sensor_response_check_still_defers_and_re_defers(butlr_conn: An
     assert event["status"] == "success" and event["responses"]
     with pytest.raises(TaskDeferred) as again:  # the callable said no: defer again, same deadline
         sensor.execute_complete(context, event=event, **first.kwargs)
-    assert again.value.kwargs == first.kwargs
+    assert again.value.kwargs["deadline"] == first.kwargs["deadline"]
     event = run_trigger(again.value.trigger)
     assert sensor.execute_complete(context, event=event, **again.value.kwargs) is not None
     assert seen == [DAY_END] * 3
+
+
+def test_exponential_backoff_carries_over_re_deferrals(
+    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response_check that keeps saying no re-defers: the waits keep doubling (up to max_wait), as in poke mode."""
+    import importlib
+
+    asked: list[float] = []
+
+    async def record_sleep(seconds: float, *args: Any) -> None:
+        asked.append(seconds)  # not slept: each trigger polls once, then hands the answer to the worker
+
+    monkeypatch.setattr(importlib.import_module(ButlrTrigger.__module__).asyncio, "sleep", record_sleep)
+    sensor = ButlrSensor(
+        task_id="generic",
+        endpoint=GRAPHQL,
+        json={"query": "{ sites { data { id } } }"},
+        response_check=lambda payload: False,
+        deferrable=True,
+        poke_interval=5,
+        exponential_backoff=True,
+        max_wait=30,
+        timeout=3600,
+    )
+    deferred = deferral(sensor, {})
+    deadline = deferred.kwargs["deadline"]
+    for _ in range(5):
+        event = run_trigger(deferred.trigger)
+        assert event["status"] == "success"
+        with pytest.raises(TaskDeferred) as again:
+            sensor.execute_complete({}, event=event, **deferred.kwargs)
+        deferred = again.value
+        assert deferred.kwargs["deadline"] == deadline
+    assert asked == [5, 5, 10, 20, 30]
 
 
 def test_response_check_false_at_the_deadline_times_out(butlr_conn: Any) -> None:

@@ -50,7 +50,9 @@ def test_serialize_round_trip_is_json_and_survives_the_trigger_table() -> None:
     # (airflow.sdk.serde from 3.2, BaseSerialization before).
     from airflow.models.trigger import Trigger
 
-    trigger = make_trigger(max_retries=2, exponential_backoff=True, max_poll_interval=30.0)
+    trigger = make_trigger(
+        max_retries=2, exponential_backoff=True, max_poll_interval=30.0, unsuccessful_polls=3
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_butlr.triggers.butlr.ButlrTrigger"
     module, name = classpath.rsplit(".", 1)

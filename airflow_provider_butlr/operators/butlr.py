@@ -8,14 +8,15 @@ start of ``execute`` after templates were rendered, with errors naming the argum
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
-from itertools import chain, islice
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.export import ExportStats, validate_concurrency
 from airflow_provider_butlr.hooks.butlr import ButlrHook
@@ -43,6 +44,7 @@ from airflow_provider_butlr.reporting import (
     validate_time_ranges,
     validate_timezone,
 )
+from airflow_provider_butlr.run_dates import context_datetime, run_day
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -85,36 +87,36 @@ def ensure_json(value: Any, what: str) -> Any:
     return value
 
 
+# Keys whose values are credentials wherever they appear in a response (``POST /api/v1/client``
+# answers with a new client's secret): masked in logs and replaced in what goes to XCom.
+SECRET_RESPONSE_KEYS = frozenset(
+    {"client_secret", "password", "access_token", "refresh_token", "id_token", "token", "secret"}
+)
+REDACTED = "***"
+
+
+def redact_secret_fields(value: Any) -> Any:
+    """``value`` with every credential field replaced by ``***`` (their values also masked in logs)."""
+    if isinstance(value, dict):
+        redacted = {}
+        for key, item in value.items():
+            if isinstance(key, str) and key.lower() in SECRET_RESPONSE_KEYS and item not in (None, ""):
+                if isinstance(item, str):
+                    mask_token(item)
+                redacted[key] = REDACTED
+            else:
+                redacted[key] = redact_secret_fields(item)
+        return redacted
+    if isinstance(value, list):
+        return [redact_secret_fields(item) for item in value]
+    return value
+
+
 def _check_positive_int(value: Any, name: str, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ButlrConfigurationError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _context_datetime(context: Mapping[str, Any], key: str) -> datetime | None:
-    value = context.get(key)
-    return value if isinstance(value, datetime) else None
-
-
-def run_day(context: Mapping[str, Any]) -> date:
-    """The day ``local_day=True`` exports.
-
-    With a data interval (``CronDataIntervalTimetable``...): the date its start falls on in the DAG's
-    timezone. Without one (Airflow 3's default ``CronTriggerTimetable``, manual runs): the day before
-    the logical date, i.e. "yesterday" of a nightly run.
-    """
-    start = _context_datetime(context, "data_interval_start")
-    end = _context_datetime(context, "data_interval_end")
-    dag_tz = getattr(context.get("dag"), "timezone", None) or timezone.utc
-    if start is not None and end is not None and end > start:
-        return start.astimezone(dag_tz).date()
-    logical = _context_datetime(context, "logical_date") or start or end
-    if logical is None:
-        raise ButlrConfigurationError(
-            "local_day=True needs a logical date or a data interval; this run has neither: pass local_day='YYYY-MM-DD'"
-        )
-    return (logical.astimezone(dag_tz) - timedelta(days=1)).date()
 
 
 class _TimeWindowMixin:
@@ -140,16 +142,22 @@ class _TimeWindowMixin:
         if self.timezone is not None and (strict or is_literal(self.timezone)):
             validate_timezone(self.timezone)
         _check_positive_int(self.days, "days", allow_none=False)
-        if self._explicit_day() is not None and (strict or is_literal(self.local_day)):
-            local_day_bounds(self._explicit_day() or "", "UTC")
-        if self.local_day and (self.start is not None or self.stop is not None):
-            raise ButlrConfigurationError("pass either local_day or start/stop, not both")
+        if strict or is_literal(self.local_day):
+            if self._explicit_day() is not None:
+                local_day_bounds(self._explicit_day() or "", "UTC")
+            if self._local_day_on() and (self.start is not None or self.stop is not None):
+                raise ButlrConfigurationError("pass either local_day or start/stop, not both")
+
+    def _local_day_on(self) -> bool:
+        """Whether ``local_day`` asks for local days (a rendered ``"False"``/``"None"`` does not)."""
+        return bool(self.local_day) and str(self.local_day).strip().lower() not in ("false", "none")
 
     def _explicit_day(self) -> date | str | None:
         """``local_day`` when it names a day (a date or ``YYYY-MM-DD``), None for True/False/None."""
         if self.local_day in (None, False, True) or str(self.local_day).strip().lower() in (
             "true",
             "false",
+            "none",
             "",
         ):
             return None
@@ -158,17 +166,22 @@ class _TimeWindowMixin:
     def _bounds(self, context: Mapping[str, Any], tz: str) -> tuple[datetime, datetime]:
         """``[start, stop)`` in UTC: the ``days`` local days ending on the local day in ``tz``, or start/stop,
         or the run's data interval."""
-        if self.local_day and str(self.local_day).strip().lower() != "false":
+        if self._local_day_on():
             named = self._explicit_day()
             if named is None:
                 last = run_day(context)
+                if last is None:
+                    raise ButlrConfigurationError(
+                        "local_day=True needs a logical date or a data interval; this run has neither: "
+                        "pass local_day='YYYY-MM-DD'"
+                    )
             else:
                 last = named if isinstance(named, date) else date.fromisoformat(named.strip()[:10])
             first, _ = local_day_bounds(last - timedelta(days=self.days - 1), tz)
             _, after = local_day_bounds(last, tz)
             return first, after
-        start = self.start if self.start is not None else _context_datetime(context, "data_interval_start")
-        stop = self.stop if self.stop is not None else _context_datetime(context, "data_interval_end")
+        start = self.start if self.start is not None else context_datetime(context, "data_interval_start")
+        stop = self.stop if self.stop is not None else context_datetime(context, "data_interval_end")
         if start is None or stop is None:
             raise ButlrConfigurationError(
                 "start/stop are not set and the run has no data interval; pass start= and stop=, or local_day="
@@ -210,6 +223,10 @@ class ButlrOperator(BaseOperator):
     :param response_check: ``callable(payload) -> bool``; False fails the task.
     :param response_filter: ``callable(payload) -> value``; its result goes to XCom.
     :param butlr_conn_id: the Butlr connection (templated).
+
+    Credentials in an answer (``client_secret``, ``password``, ``access_token``... fields, e.g. from
+    ``POST /api/v1/client``) are masked in logs and replaced by ``***`` in what goes to XCom; to
+    store a new client's secret, call :class:`ButlrHook` in a task that writes it to a secrets backend.
     """
 
     template_fields: Sequence[str] = ("butlr_conn_id", "endpoint", "method", "json", "query_params")
@@ -278,13 +295,15 @@ class ButlrOperator(BaseOperator):
         method = self.resolved_method()
         with ButlrHook(self.butlr_conn_id) as hook:
             payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
+        redact_secret_fields(payload)  # masks any credential in the answer before user code can log it
         if self.response_check is not None and not self.response_check(payload):
             raise ButlrError(f"response_check returned False for Butlr {method} {self.endpoint}")
         if self.response_filter is not None:
             payload = self.response_filter(payload)
-        return ensure_json(
+        result = ensure_json(
             payload, "the response" if self.response_filter is None else "response_filter's result"
         )
+        return redact_secret_fields(result)
 
 
 # --- ButlrReportingOperator --------------------------------------------------------------------
@@ -326,6 +345,8 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         "window_every",
         "window_function",
         "output_path",
+        "output_format",
+        "output_conn_id",
     )
     ui_color = "#e8f4fd"
 
@@ -383,6 +404,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.output_conn_id = output_conn_id
         self.max_xcom_rows = max_xcom_rows
         self.butlr_conn_id = butlr_conn_id
+        self._kill_requested = False
         self._validate(strict=False)
 
     def _selection(self, strict: bool = True) -> dict[str, list[str]]:
@@ -424,13 +446,15 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         BatchLimits.from_args(self.max_ids_per_request, self.max_ids_long_range)
         validate_concurrency(self.max_concurrency)
         _check_positive_int(self.max_xcom_rows, "max_xcom_rows", allow_none=False)
+        format_known = strict or is_literal(self.output_format)
         if self.output_path is not None and (strict or is_literal(self.output_path)):
             if not isinstance(self.output_path, str) or not self.output_path.strip():
                 raise ButlrConfigurationError(
                     f"output_path must be a non-empty path or URI, got {self.output_path!r}"
                 )
-            output_format_for(self.output_path, self.output_format)
-        elif self.output_format is not None:
+            if format_known:
+                output_format_for(self.output_path, self.output_format)
+        elif self.output_format is not None and format_known:
             output_format_for("", self.output_format)
         self._selection(strict)
         self._validate_time_args(strict)
@@ -474,22 +498,17 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self._validate(strict=True)
+        self._kill_requested = False
         stats = ExportStats()
         with ButlrHook(self.butlr_conn_id) as hook:
             queries = self._queries(context, hook)
-            rows: Iterator[Row] = chain.from_iterable(
-                hook.iter_query_rows(
-                    q,
-                    max_ids_per_request=self.max_ids_per_request,
-                    max_ids_long_range=self.max_ids_long_range,
-                    max_concurrency=self.max_concurrency,
-                    stats=stats,
-                )
-                for q in queries
-            )
-            if self.output_path is None:
-                return self._rows_for_xcom(rows)
-            count = write_rows(rows, self.output_path, self.output_format, conn_id=self.output_conn_id)
+            rows = self._stream(hook, queries, stats)
+            try:
+                if self.output_path is None:
+                    return self._rows_for_xcom(rows)
+                count = write_rows(rows, self.output_path, self.output_format, conn_id=self.output_conn_id)
+            finally:
+                rows.close()  # an export stopped early joins its worker threads and closes their sessions
         summary = {
             "path": self.output_path,
             "format": output_format_for(self.output_path, self.output_format),
@@ -517,6 +536,33 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
             stats.requests,
         )
         return summary
+
+    def _stream(
+        self, hook: ButlrHook, queries: list[ReportingQuery], stats: ExportStats
+    ) -> Generator[Row, None, None]:
+        """The rows of every query, in order; stops (with an error) once :meth:`on_kill` was called."""
+        for query in queries:
+            for row in hook.iter_query_rows(
+                query,
+                max_ids_per_request=self.max_ids_per_request,
+                max_ids_long_range=self.max_ids_long_range,
+                max_concurrency=self.max_concurrency,
+                stats=stats,
+            ):
+                if self._kill_requested:
+                    raise ButlrError(
+                        f"the Butlr export was killed after {stats.requests} request(s); no output was written"
+                    )
+                yield row
+
+    def on_kill(self) -> None:
+        """Stop a running export at the next row.
+
+        Airflow's task runner calls this on SIGTERM (task cleared or marked failed) and then lets the
+        process run on until it kills it outright: stopping here stops further requests and removes
+        the temporary output file instead of leaving both behind.
+        """
+        self._kill_requested = True
 
     def _rows_for_xcom(self, rows: Iterator[Row]) -> list[Row]:
         kept = list(islice(rows, self.max_xcom_rows + 1))
@@ -662,7 +708,7 @@ class ButlrGraphQLOperator(BaseOperator):
     Any ``errors`` entry fails the task, even with partial data.
     """
 
-    template_fields: Sequence[str] = ("butlr_conn_id", "query", "variables")
+    template_fields: Sequence[str] = ("butlr_conn_id", "query", "variables", "operation_name")
     template_ext: Sequence[str] = (".graphql", ".gql")
     template_fields_renderers = {"query": "graphql", "variables": "json"}
     ui_color = "#e8f4fd"
@@ -789,7 +835,13 @@ class ButlrDeviceHealthOperator(BaseOperator):
         )
         if not any(selection.values()):
             return None
-        return hook.get_topology().resolve(selection).get("floors", [])
+        topology = hook.get_topology()
+        for floor in selection.get("floors", []):  # a mistyped floor would pass the check on zero devices
+            if floor not in topology.assets:
+                raise ButlrConfigurationError(
+                    f"floors: {floor!r} is not a floor in the topology this connection can see"
+                )
+        return topology.resolve(selection).get("floors", [])
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate(strict=True)
@@ -827,7 +879,8 @@ class ButlrDeviceHealthOperator(BaseOperator):
         problems = []
         if self.max_offline_share is not None:
             for kind in ("sensors", "hives"):
-                share = report[kind]["offline_share"]
+                counts = report[kind]
+                share = counts["offline"] / counts["total"] if counts["total"] else 0.0  # unrounded
                 if share > self.max_offline_share:
                     problems.append(
                         f"{report[kind]['offline']} of {report[kind]['total']} {kind} offline "

@@ -50,6 +50,7 @@ from airflow_provider_butlr.reporting import (
     validate_ids,
     validate_measurements,
 )
+from airflow_provider_butlr.run_dates import run_day
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -188,7 +189,7 @@ class _ButlrPollingSensor(BaseSensorOperator):
         """Whether the worker must see the responses (a callable check the trigger cannot run)."""
         return False
 
-    def make_trigger(self, context: Context, deadline: float) -> ButlrTrigger:
+    def make_trigger(self, context: Context, deadline: float, unsuccessful_polls: int = 0) -> ButlrTrigger:
         from airflow_provider_butlr.triggers.butlr import ButlrTrigger
 
         return ButlrTrigger(
@@ -202,23 +203,31 @@ class _ButlrPollingSensor(BaseSensorOperator):
             max_retries=self.max_retries,
             return_responses=self.needs_responses,
             max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
+            unsuccessful_polls=unsuccessful_polls,
         )
 
-    def defer_until(self, context: Context, deadline: float) -> None:
-        """Hand the wait to the triggerer; the trigger ends it by ``deadline`` (Unix seconds)."""
+    def defer_until(self, context: Context, deadline: float, unsuccessful_polls: int = 0) -> None:
+        """Hand the wait to the triggerer; the trigger ends it by ``deadline`` (Unix seconds).
+
+        ``unsuccessful_polls`` (trigger polls of earlier deferrals) keeps ``exponential_backoff`` going.
+        """
         remaining = max(deadline - time.time(), 0.0)
         self.log.info(
             "Deferring to the triggerer until %s (poll every %s s).", rfc3339(deadline), self.poke_interval
         )
         self.defer(
-            trigger=self.make_trigger(context, deadline),
+            trigger=self.make_trigger(context, deadline, unsuccessful_polls),
             method_name="execute_complete",
-            kwargs={"deadline": deadline},
+            kwargs={"deadline": deadline, "unsuccessful_polls": unsuccessful_polls},
             timeout=timedelta(seconds=remaining + float(self.poke_interval) + DEFER_TIMEOUT_MARGIN),
         )
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        unsuccessful_polls: int = 0,
     ) -> Any:
         """Validate the trigger's event: return the summary, or raise on error/timeout."""
         if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
@@ -242,7 +251,9 @@ class _ButlrPollingSensor(BaseSensorOperator):
                 f"{self.task_id}: response_check still false at the deadline {rfc3339(end)}"
             )
         try:
-            self.defer_until(context, end)  # rebuilding the plan may need the hook (topology)
+            polls = event.get("polls")  # the trigger's polls, the met one the check refused included
+            polls = int(unsuccessful_polls) + (polls if isinstance(polls, int) and polls > 0 else 1)
+            self.defer_until(context, end, polls)  # rebuilding the plan may need the hook (topology)
         finally:
             self._close_hook()
         return None
@@ -350,7 +361,9 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
     :param window_start: start of the window, RFC3339 or datetime (templated; with ``window_end``).
     :param window_end: end of the window (templated). Default window: the DAG run's data interval.
     :param local_day: check the site's local day (midnight to midnight in ``timezone``) of ``day``.
-    :param day: the local day, ``YYYY-MM-DD`` (templated; default: the date of the data interval start).
+    :param day: the local day, ``YYYY-MM-DD`` (templated; default: the day ``local_day=True`` exports
+        in this run: the date of the data interval start in the DAG's timezone, or without a data
+        interval the day before the logical date).
     :param timezone: IANA timezone of the site (templated; default: looked up from the assets' site).
     :param grace_period: wait after the window end, seconds or timedelta (default 15 minutes).
     :param max_null_percentage: also reject windows whose ``null_percentage`` is above this (0..1).
@@ -429,16 +442,16 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
                 )
             return start, end, self.timezone or "UTC"
         interval_start = context.get("data_interval_start") or context.get("logical_date")
+        interval_end = context.get("data_interval_end")
         if self.local_day:
             tz = self.timezone or self.site_timezone()
-            day = self.day or (interval_start.date().isoformat() if interval_start else None)
+            day = self.day or run_day(context)
             if not day:
                 raise ButlrConfigurationError(
                     f"{self.task_id}: local_day needs day=YYYY-MM-DD (no data interval in this run)"
                 )
             start, end = local_day_bounds(day, tz)
             return start, end, tz
-        interval_end = context.get("data_interval_end")
         if interval_start is None or interval_end is None or interval_end <= interval_start:
             raise ButlrConfigurationError(
                 f"{self.task_id}: this run has no data interval; pass window_start and window_end, or local_day=True"

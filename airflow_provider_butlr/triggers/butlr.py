@@ -82,6 +82,8 @@ class ButlrTrigger(BaseTrigger):
     :param max_response_bytes: size limit of the returned responses, as JSON.
     :param retry_wait_initial: first backoff wait inside one poll, seconds.
     :param retry_wait_max: longest backoff wait inside one poll, seconds.
+    :param unsuccessful_polls: polls already made without success (earlier deferrals of the same
+        wait): ``exponential_backoff`` continues from there instead of starting over.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ButlrTrigger(BaseTrigger):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry_wait_initial: float = 0.5,
         retry_wait_max: float = 30.0,
+        unsuccessful_polls: int = 0,
     ) -> None:
         super().__init__()
         if poll_interval <= 0:
@@ -120,6 +123,7 @@ class ButlrTrigger(BaseTrigger):
         self.max_response_bytes = max_response_bytes
         self.retry_wait_initial = retry_wait_initial
         self.retry_wait_max = retry_wait_max
+        self.unsuccessful_polls = max(int(unsuccessful_polls), 0)
         self._hook: ButlrAsyncHook | None = None
         self.polls = 0  # polls made by run() (gate-only polls included)
 
@@ -139,6 +143,7 @@ class ButlrTrigger(BaseTrigger):
                 "max_response_bytes": self.max_response_bytes,
                 "retry_wait_initial": self.retry_wait_initial,
                 "retry_wait_max": self.retry_wait_max,
+                "unsuccessful_polls": self.unsuccessful_polls,
             },
         )
 
@@ -157,7 +162,7 @@ class ButlrTrigger(BaseTrigger):
         """Sleep, poll, judge; repeat until one terminal event (the sensor checked before deferring)."""
         plan = PollPlan.from_dict(self.plan)
         failures = 0
-        unsuccessful = 0
+        unsuccessful = self.unsuccessful_polls
         last_message = "no poll made yet"
         hook = ButlrAsyncHook(
             self.butlr_conn_id,
