@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import re
 import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -254,7 +255,7 @@ def _select(node: Any, parts: list[str]) -> Iterator[Any]:
             yield from _select(child, rest)
     elif isinstance(node, Mapping) and head in node:
         yield from _select(node[head], rest)
-    elif isinstance(node, list) and head.lstrip("-").isdigit() and -len(node) <= int(head) < len(node):
+    elif isinstance(node, list) and re.fullmatch(r"-?\d+", head) and -len(node) <= int(head) < len(node):
         yield from _select(node[int(head)], rest)
 
 

@@ -506,6 +506,12 @@ CASES = [
         ButlrConfigurationError,
         (r"max_null_percentage 5 must be between 0 and 1",),
     ),
+    Case(
+        "completeness sensor: zero check span (the check would read nothing and never complete)",
+        lambda e: complete_sensor(e, check_span=0),
+        ButlrConfigurationError,
+        (r"check_span 0 must be longer than zero",),
+    ),
 ]
 
 

@@ -76,6 +76,7 @@ def test_graphql_errors_fail_the_poll_even_with_partial_data() -> None:
         ("data.*.value", "<=", 2, "any", True),
         ("data.-1.room_id", "==", "room_b", "all", True),
         ("data.9.value", "==", 1, "all", False),  # absent path: never met
+        ("data.--1.value", "==", 7, "all", False),  # not an index: absent, not a crash
         ("page_info.page", "==", 1, "all", True),
     ],
 )

@@ -425,6 +425,8 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
         self.local_day, self.day, self.timezone = local_day, day, timezone
         self.grace_period = _seconds(grace_period, "grace_period")
         self.check_span = _seconds(check_span, "check_span")
+        if self.check_span <= 0:
+            raise ButlrConfigurationError(f"check_span {check_span!r} must be longer than zero")
         self.check_every = check_every
         self.check_every_seconds = parse_every(check_every, "check_every").total_seconds()
         self.max_null_percentage = max_null_percentage
