@@ -55,10 +55,10 @@ class ButlrGraphQLError(ButlrAPIError):
     """A GraphQL response carried ``errors`` (even alongside partial data)."""
 
     def __init__(
-        self, message: str, *, errors: list[dict[str, Any]], data: Any = None, **kwargs: Any
+        self, message: str, *, errors: list[dict[str, Any]] | None = None, data: Any = None, **kwargs: Any
     ) -> None:
         super().__init__(message, **kwargs)
-        self.errors = errors
+        self.errors = errors if errors is not None else []  # a default: pickle re-creates it from message
         self.data = data
 
 

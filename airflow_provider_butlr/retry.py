@@ -5,10 +5,12 @@ Used by the sync hook (login and API calls) and, as its async twin, by the trigg
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import math
 import random
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from airflow_provider_butlr.exceptions import (
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+NO_CONTENT_STATUSES = frozenset({204, 205})  # answers without a body: nothing to parse
 
 
 class TransientHTTPError(Exception):
@@ -61,6 +64,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
     if math.isnan(seconds) or math.isinf(seconds):
         return None
@@ -77,17 +82,42 @@ def _is_requests_error(exc: BaseException, *names: str) -> bool:
     return module is not None and isinstance(exc, tuple(getattr(module, name) for name in names))
 
 
+def _is_httpx_error(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of ``httpx.<names>``; only the async path imports httpx, never here."""
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, tuple(getattr(httpx, name) for name in names))
+
+
 def _is_httpx_transport_error(exc: BaseException) -> bool:
-    httpx = sys.modules.get("httpx")  # only the async path imports httpx; never import it here
-    return httpx is not None and isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
+    # DecodingError: the twin of requests' ContentDecodingError (a body that is not what it claims)
+    return _is_httpx_error(exc, "TransportError", "TimeoutException", "DecodingError")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind ``exc`` (requests and httpx both chain it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """A failed TLS handshake: requests' SSLError, or httpx's ConnectError caused by an SSL error."""
+    if _is_requests_error(exc, "SSLError"):
+        return True
+    return _is_httpx_error(exc, "ConnectError") and _ssl_cause(exc) is not None
 
 
 def is_transient(exc: BaseException) -> bool:
     """Network errors, timeouts, 429/5xx and unparsable 2xx bodies are retried; nothing else is."""
     if isinstance(exc, (TransientHTTPError, TransientDataError)):
         return True
-    if _is_requests_error(exc, "SSLError"):
-        return False  # a certificate problem does not heal by retrying
+    if _is_tls_error(exc):
+        return False  # a certificate (or scheme/port) problem does not heal by retrying
     if _is_requests_error(exc, "ConnectionError", "Timeout", "ChunkedEncodingError", "ContentDecodingError"):
         return True
     return _is_httpx_transport_error(exc)
@@ -115,12 +145,17 @@ def describe(exc: BaseException | None) -> str:
     """A short, secret-free description of a failed attempt."""
     if exc is None:
         return "unknown error"
-    if _is_requests_error(exc, "SSLError"):
-        return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
+    if _is_tls_error(exc):
+        cause = _ssl_cause(exc)
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
+        return f"TLS handshake failed ({cause}); check the scheme and port of the connection's host"
     if isinstance(exc, (TransientHTTPError, TransientDataError)):
         return str(exc)
     if _is_requests_error(exc, "ChunkedEncodingError"):
         return f"connection broken mid-response ({type(exc).__name__})"
+    if _is_requests_error(exc, "ContentDecodingError") or _is_httpx_error(exc, "DecodingError"):
+        return f"undecodable response body ({type(exc).__name__})"
     if _is_requests_error(exc, "Timeout") or type(exc).__name__.endswith("Timeout"):
         return f"timed out ({type(exc).__name__})"
     if _is_requests_error(exc, "ConnectionError") or _is_httpx_transport_error(exc):
@@ -186,7 +221,8 @@ def give_up_error(
     if isinstance(exc, ButlrError):
         return exc
     if not is_transient(exc):
-        if _is_requests_error(exc, "RequestException"):  # e.g. TLS: users catch ButlrError only
+        if _is_requests_error(exc, "RequestException") or _is_httpx_error(exc, "RequestError"):
+            # e.g. TLS: users catch ButlrError only
             return ButlrAPIError(
                 f"Butlr {method} {endpoint} failed: {describe(exc)}",
                 method=method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,11 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
         return DEFAULT_BASE_URL
     candidate = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(candidate)
+    if "@" in parts.netloc:  # never echo it: the userinfo may hold a password
+        raise ButlrConfigurationError(
+            f"host must not contain credentials (user:password@); put them in the login and password "
+            f"fields (connection {conn_id}, field host)"
+        )
     if port and parts.hostname and parts.port is None and ":" not in parts.netloc.rsplit("]", 1)[-1]:
         parts = parts._replace(netloc=f"{parts.netloc}:{int(port)}")
     hostname = parts.hostname or ""
@@ -128,9 +134,14 @@ def _int_extra(extra: Mapping[str, Any], name: str, default: int, minimum: int, 
 
 
 def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
-    """TLS verification: on by default; ``ca_bundle`` names a CA file; ``verify: false`` turns it off."""
+    """TLS verification: on by default; ``ca_bundle`` names a CA file (or c_rehash directory);
+    ``verify: false`` turns it off."""
     ca_bundle = _extra_value(extra, "ca_bundle")
     if ca_bundle:
+        if not os.path.exists(str(ca_bundle)):
+            raise ButlrConfigurationError(
+                f"ca_bundle {str(ca_bundle)!r} does not exist (connection {conn_id}, extra.ca_bundle)"
+            )
         return str(ca_bundle)
     verify = _extra_value(extra, "verify")
     if verify is None:

@@ -118,9 +118,16 @@ async def test_graphql_unauthenticated_is_handled_like_a_401(butlr_conn: Any) ->
 async def test_a_second_401_raises_an_auth_error(butlr_conn: Any) -> None:
     butlr_conn.faults.add(path=GRAPHQL, kind="unauthorized")
     async with fast_async_hook() as hook:
-        with pytest.raises(ButlrAuthError, match="even after a fresh login"):
+        with pytest.raises(ButlrAuthError, match="even after a fresh login") as err:
             await sites(hook)
     assert butlr_conn.counters.requests(GRAPHQL) == 2
+    # the same attributes as the sync hook's error for the same fault
+    assert (err.value.status, err.value.method, err.value.endpoint, err.value.attempts) == (
+        401,
+        "POST",
+        GRAPHQL,
+        2,
+    )
 
 
 async def test_429_waits_for_retry_after_then_succeeds(butlr_conn: Any) -> None:
@@ -157,6 +164,14 @@ async def test_a_client_error_is_not_retried(butlr_conn: Any) -> None:
             await sites(hook)
     assert err.value.status == 400
     assert butlr_conn.counters.requests(GRAPHQL) == 1
+
+
+async def test_a_204_answer_is_none_not_malformed_json(butlr_conn: Any) -> None:
+    # DELETE /api/v1/client/{id} answers 204 without a body (played by the fault schedule).
+    butlr_conn.faults.add(path="/api/v1/client", kind="status", status=204, body=b"")
+    async with fast_async_hook() as hook:
+        assert await hook.arequest_json("DELETE", "/api/v1/client/client_x") is None
+    assert butlr_conn.counters.requests("/api/v1/client/client_x") == 1
 
 
 async def test_bad_credentials_fail_once_without_the_secret(
@@ -202,3 +217,94 @@ async def test_concurrent_first_calls_share_one_login(butlr_conn: Any) -> None:
     assert all(results)
     assert butlr_conn.counters.logins == 1
     json.dumps(results)
+
+
+async def test_a_tls_failure_is_not_retried_and_reads_like_the_sync_one(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # https:// to the plain-HTTP emulator: the TLS handshake fails on every attempt, like an untrusted
+    # certificate; another attempt cannot heal it, and the sync hook does not retry it either.
+    https_url = emulator.url.replace("http://", "https://")
+    monkeypatch.setenv("AIRFLOW_CONN_BUTLR_DEFAULT", connection_json(emulator, host=https_url, max_retries=3))
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ButlrAPIError) as sync_err:
+        ButlrHook(retry_wait_initial=0.01).get_token()
+    async with fast_async_hook() as hook:
+        with pytest.raises(ButlrAPIError) as async_err:
+            await sites(hook)
+    assert "retrying" not in caplog.text
+    assert str(async_err.value) == str(sync_err.value)
+    assert "TLS handshake failed" in str(async_err.value) and "WRONG_VERSION_NUMBER" in str(async_err.value)
+    assert (async_err.value.endpoint, async_err.value.attempts) == ("/api/v2/clients/login", 1)
+    assert TEST_CLIENT_SECRET not in str(async_err.value)
+
+
+async def test_a_403_drops_the_cached_token_like_the_sync_hook(butlr_conn: Any) -> None:
+    async with fast_async_hook() as hook:
+        await sites(hook)
+        butlr_conn.faults.add(path=GRAPHQL, kind="status", status=403, times=1)
+        with pytest.raises(ButlrAuthError, match="HTTP 403"):
+            await sites(hook)
+        assert butlr_conn.counters.requests(GRAPHQL) == 2  # no replay after a 403
+        assert await sites(hook)
+    assert butlr_conn.counters.logins == 2
+
+
+async def test_a_ca_bundle_directory_works_as_in_the_sync_hook(
+    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # requests accepts a c_rehash directory as ``verify``; the async client must accept it too
+    monkeypatch.setenv("AIRFLOW_CONN_BUTLR_DEFAULT", connection_json(butlr_conn, ca_bundle=str(tmp_path)))
+    assert ButlrHook().graphql(SITES["query"])
+    async with fast_async_hook() as hook:
+        assert await sites(hook)
+
+
+@pytest.fixture
+def garbled_api(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Butlr whose data answers claim gzip but are not (a broken proxy): logins work."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Api(BaseHTTPRequestHandler):
+        data_calls = 0
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path.endswith("/login"):
+                body = json.dumps(
+                    {"access_token": "garbled-api-token-0123456789", "expires_in": 3600}
+                ).encode()
+                encoding = None
+            else:
+                type(self).data_calls += 1
+                body, encoding = b"this is not gzip at all", "gzip"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = {"conn_type": "butlr", "host": f"http://127.0.0.1:{server.server_address[1]}", "login": "id"}
+    monkeypatch.setenv("AIRFLOW_CONN_BUTLR_DEFAULT", json.dumps({**conn, "password": "garbled-secret-1"}))
+    yield Api
+    server.shutdown()
+    server.server_close()
+
+
+async def test_an_undecodable_body_is_retried_then_a_butlr_error_like_the_sync_hook(garbled_api: Any) -> None:
+    with pytest.raises(ButlrAPIError) as sync_err:
+        ButlrHook(max_retries=1, retry_wait_initial=0.01).graphql(SITES["query"])
+    assert garbled_api.data_calls == 2
+    async with fast_async_hook(max_retries=1) as hook:
+        with pytest.raises(ButlrAPIError) as async_err:
+            await sites(hook)
+    assert garbled_api.data_calls == 4
+    for err in (sync_err.value, async_err.value):
+        assert "failed after 2 attempt(s)" in str(err) and err.attempts == 2

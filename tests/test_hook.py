@@ -306,3 +306,80 @@ def test_constructor_touches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_BUTLR_DEFAULT", raising=False)
     hook = ButlrHook("does_not_exist")  # no lookup, no network at construction
     assert hook.butlr_conn_id == "does_not_exist"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Sun, 06 Nov 1994 08:49:40 GMT",  # IMF-fixdate
+        "Sunday, 06-Nov-94 08:49:40 GMT",  # RFC 850
+        "Sun Nov  6 08:49:40 1994",  # asctime: no zone, but HTTP dates are always GMT (RFC 9110)
+        "Sun, 06 Nov 1994 08:49:40 -0000",
+    ],
+)
+def test_retry_after_http_dates_are_gmt_whatever_the_local_timezone(
+    header: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from airflow_provider_butlr.retry import parse_retry_after
+
+    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.timezone.utc).timestamp()
+    monkeypatch.setenv("TZ", "America/New_York")  # a worker not on UTC
+    time.tzset()
+    try:
+        assert parse_retry_after(header, now=now) == 3.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("Sun, 06 Nov 1994 08:40:00 GMT", 0.0), ("-5", 0.0), ("soon", None), ("nan", None), ("", None)],
+)
+def test_retry_after_past_dates_and_garbage(header: str, expected: float | None) -> None:
+    from airflow_provider_butlr.retry import parse_retry_after
+
+    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.timezone.utc).timestamp()
+    assert parse_retry_after(header, now=now) == expected
+
+
+def test_a_403_drops_the_cached_token(butlr_conn: Any) -> None:
+    # Butlr answers 401 or 403 for a bad token (MCP clears its cache on both): after a 403 the
+    # process (e.g. a long-lived triggerer) must not keep sending that token until it expires.
+    hook = ButlrHook()
+    hook.graphql(SITES)
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=403, times=1)
+    with pytest.raises(ButlrAuthError, match="HTTP 403"):
+        hook.graphql(SITES)
+    assert butlr_conn.counters.requests(GRAPHQL) == 2  # no replay after a 403
+    assert hook.graphql(SITES)["sites"]["data"]
+    assert _login_count(butlr_conn) == 2
+
+
+def test_errors_survive_pickling(butlr_conn: Any, fast_hook: Any) -> None:
+    # e.g. a hook call in a ProcessPoolExecutor worker: the parent must get the error, not a TypeError
+    import pickle
+
+    butlr_conn.faults.add(path=GRAPHQL, kind="status", status=429, retry_after="0")
+    errors: list[ButlrAPIError] = []
+    with pytest.raises(ButlrRateLimitError) as rate_limited:
+        fast_hook(max_retries=0).graphql(SITES)
+    errors.append(rate_limited.value)
+    butlr_conn.faults.clear()
+    with pytest.raises(ButlrGraphQLError) as graphql_error:
+        ButlrHook().graphql("{ sensors { data { id roomID } } }")
+    errors.append(graphql_error.value)
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert vars(copy) == vars(error)
+
+
+def test_a_204_answer_is_none_not_malformed_json(butlr_conn: Any, fast_hook: Any) -> None:
+    # DELETE /api/v1/client/{id} answers 204 without a body (played by the fault schedule).
+    butlr_conn.faults.add(path="/api/v1/client", kind="status", status=204, body=b"")
+    with fast_hook() as hook:
+        assert hook.request_json("DELETE", "/api/v1/client/client_x") is None
+    assert butlr_conn.counters.requests("/api/v1/client/client_x") == 1

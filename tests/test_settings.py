@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,5 +106,27 @@ def test_cache_key_holds_a_fingerprint_not_the_secret() -> None:
     assert "client-secret-xyz" not in repr(a)
 
 
-def test_ca_bundle() -> None:
-    assert make(extra={"ca_bundle": "/etc/ssl/custom.pem"}).verify == "/etc/ssl/custom.pem"
+def test_ca_bundle(tmp_path: Path) -> None:
+    bundle = tmp_path / "custom.pem"
+    bundle.write_text("")
+    assert make(extra={"ca_bundle": str(bundle)}).verify == str(bundle)
+    assert make(extra={"ca_bundle": str(tmp_path)}).verify == str(tmp_path)  # a c_rehash directory
+
+
+def test_a_missing_ca_bundle_is_refused_naming_the_field(tmp_path: Path) -> None:
+    # requests would fail later with a bare OSError, httpx with "[Errno 2] No such file or directory"
+    missing = str(tmp_path / "typo.pem")
+    with pytest.raises(
+        ButlrConfigurationError, match=r"typo\.pem.*connection butlr_default, extra\.ca_bundle"
+    ):
+        make(extra={"ca_bundle": missing})
+
+
+@pytest.mark.parametrize(
+    "host", ["https://someone:hunter2-secret@api.butlr.io", "someone:hunter2-secret@api.butlr.io:443/"]
+)
+def test_credentials_in_the_host_are_refused_without_echoing_them(host: str) -> None:
+    # the base URL is logged ("Logged in to Butlr at ...") and quoted in errors: no userinfo in it
+    with pytest.raises(ButlrConfigurationError, match="field host") as info:
+        make(host=host)
+    assert "hunter2-secret" not in str(info.value)

@@ -61,6 +61,7 @@ from airflow_provider_butlr.reporting import (
     split_ids,
 )
 from airflow_provider_butlr.retry import (
+    NO_CONTENT_STATUSES,
     RETRYABLE_STATUSES,
     RetryPolicy,
     TransientDataError,
@@ -316,6 +317,8 @@ class ButlrHook(BaseHook):
                         endpoint=endpoint,
                         attempts=2,
                     )
+            if response.status_code == 403:  # a token Butlr refuses must not stay cached (no replay)
+                self._drop_token_used_by(response)
             if response.status_code in RETRYABLE_STATUSES:
                 detail = error_text(response.text, (self.settings.secret,))
                 response.close()
@@ -324,8 +327,8 @@ class ButlrHook(BaseHook):
                     retry_after=parse_retry_after(response.headers.get("Retry-After")),
                     detail=detail,
                 )
-            if not parse_json or response.status_code >= 400:
-                return response, None
+            if not parse_json or response.status_code >= 400 or response.status_code in NO_CONTENT_STATUSES:
+                return response, None  # 204 (e.g. DELETE /api/v1/client/{id}) has no body to parse
             try:
                 return response, response.json()
             except ValueError as err:

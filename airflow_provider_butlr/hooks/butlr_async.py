@@ -7,6 +7,7 @@ and error classification from ``retry.py``.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from airflow_provider_butlr.exceptions import ButlrAuthError, ButlrConfiguration
 from airflow_provider_butlr.hooks.butlr import GRAPHQL_PATH
 from airflow_provider_butlr.hooks.butlr import _is_unauthenticated as is_unauthenticated
 from airflow_provider_butlr.retry import (
+    NO_CONTENT_STATUSES,
     RETRYABLE_STATUSES,
     RetryPolicy,
     TransientDataError,
@@ -206,9 +208,10 @@ class ButlrAsyncHook(BaseHook):
                     raise ButlrAuthError(
                         f"Butlr {method} {endpoint} refused the token (HTTP {response.status_code}) even after "
                         f"a fresh login ({error_text(response.text, (settings.secret,))})",
-                        status=401,
+                        status=response.status_code,
                         method=method,
                         endpoint=endpoint,
+                        attempts=2,
                     )
             if response.status_code in RETRYABLE_STATUSES:
                 raise TransientHTTPError(
@@ -217,12 +220,16 @@ class ButlrAsyncHook(BaseHook):
                     detail=error_text(response.text, (settings.secret,)),
                 )
             if response.status_code >= 400:
+                if response.status_code == 403:  # a token Butlr refuses must not stay cached (no replay)
+                    TOKEN_CACHE.invalidate(settings.cache_key, token)
                 raise status_error(
                     response.status_code,
                     error_text(response.text, (settings.secret,)),
                     method=method,
                     endpoint=endpoint,
                 )
+            if response.status_code in NO_CONTENT_STATUSES:
+                return None  # 204 has no body to parse
             try:
                 return response.json()
             except ValueError as err:
@@ -262,5 +269,7 @@ def _token_refused(response: httpx.Response, endpoint: str) -> bool:
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
     """httpx wants a bool or an SSLContext (a CA-bundle path string is deprecated there)."""
     if isinstance(verify, str):
+        if os.path.isdir(verify):  # a c_rehash directory, as requests accepts it
+            return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
     return verify
