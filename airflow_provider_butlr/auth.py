@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,7 +170,12 @@ class TokenCache:
         self._tokens: dict[CacheKey, AccessToken] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[CacheKey, threading.Lock] = {}
-        self._async_locks: dict[tuple[CacheKey, int], asyncio.Lock] = {}
+        # One login lock per key and event loop (an asyncio.Lock belongs to one loop). Entries of closed
+        # loops are dropped, so a process that runs many loops does not accumulate them, and a new loop
+        # that reuses a closed one's id() never inherits its lock.
+        self._async_locks: dict[
+            tuple[CacheKey, int], tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Lock]
+        ] = {}
 
     def _fresh(self, key: CacheKey, now: float) -> AccessToken | None:
         token = self._tokens.get(key)
@@ -203,15 +209,24 @@ class TokenCache:
         token = self._fresh(key, clock())
         if token is not None:
             return token.value
-        loop_id = id(asyncio.get_running_loop())
-        with self._lock:
-            lock = self._async_locks.setdefault((key, loop_id), asyncio.Lock())
+        lock = self._async_lock(key, asyncio.get_running_loop())
         async with lock:
             token = self._fresh(key, clock())
             if token is None:
                 token = await login()
                 self._tokens[key] = token
             return token.value
+
+    def _async_lock(self, key: CacheKey, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        with self._lock:
+            entry = self._async_locks.get((key, id(loop)))
+            if entry is not None and entry[0]() is loop:
+                return entry[1]
+            for stale in [k for k, (ref, _) in self._async_locks.items() if _loop_gone(ref)]:
+                del self._async_locks[stale]
+            lock = asyncio.Lock()
+            self._async_locks[(key, id(loop))] = (weakref.ref(loop), lock)
+            return lock
 
     def put(self, key: CacheKey, token: AccessToken) -> None:
         self._tokens[key] = token
@@ -226,6 +241,11 @@ class TokenCache:
     def clear(self) -> None:
         with self._lock:
             self._tokens.clear()
+
+
+def _loop_gone(ref: weakref.ref[asyncio.AbstractEventLoop]) -> bool:
+    loop = ref()
+    return loop is None or loop.is_closed()
 
 
 TOKEN_CACHE = TokenCache()

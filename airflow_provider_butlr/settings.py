@@ -120,6 +120,8 @@ def _int_extra(extra: Mapping[str, Any], name: str, default: int, minimum: int, 
         return default
     if isinstance(value, bool):
         value = str(value)
+    if isinstance(value, float) and value.is_integer():  # JSON extras may carry 30.0
+        value = int(value)
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:

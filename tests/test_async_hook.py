@@ -308,3 +308,26 @@ async def test_an_undecodable_body_is_retried_then_a_butlr_error_like_the_sync_h
     assert garbled_api.data_calls == 4
     for err in (sync_err.value, async_err.value):
         assert "failed after 2 attempt(s)" in str(err) and err.attempts == 2
+
+
+def test_async_login_locks_go_away_with_their_event_loop() -> None:
+    """An asyncio.Lock belongs to one loop: a later loop (which may reuse the id) gets its own."""
+    import asyncio
+    import gc
+
+    from airflow_provider_butlr.auth import AccessToken, TokenCache
+
+    cache = TokenCache()
+    logins = itertools.count(1)
+
+    async def login() -> AccessToken:
+        await asyncio.sleep(0)
+        return AccessToken(f"token-{next(logins)}", obtained_at=0.0, expires_at=1.0)
+
+    async def two_at_once() -> list[str]:  # contended: both wait on the loop's lock
+        return list(await asyncio.gather(*(cache.aget(("k",), login, clock=lambda: 0.95) for _ in range(2))))
+
+    for _ in range(3):
+        assert len(set(asyncio.run(two_at_once()))) == 2  # stale at 0.95: each call logs in, in turn
+        gc.collect()
+        assert len(cache._async_locks) == 1  # only the last loop's lock: closed loops' are dropped

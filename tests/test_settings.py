@@ -71,6 +71,13 @@ def test_uri_extras_arrive_as_strings() -> None:
     assert (settings.timeout, settings.max_retries, settings.verify) == (12.0, 0, False)
 
 
+def test_json_extras_may_carry_whole_numbers_as_floats() -> None:
+    settings = make(extra={"timeout": 30.0, "max_retries": 3.0})
+    assert (settings.timeout, settings.max_retries) == (30.0, 3)
+    with pytest.raises(ButlrConfigurationError, match=r"max_retries 2.5 is not a whole number"):
+        make(extra={"max_retries": 2.5})
+
+
 def test_legacy_prefixed_extras_are_read() -> None:
     settings = make(extra={"extra__butlr__audience": "https://other/", "extra__butlr__timeout": 9})
     assert settings.audience == "https://other/" and settings.timeout == 9.0
