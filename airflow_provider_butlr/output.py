@@ -84,7 +84,7 @@ def write_rows(
     """
     fmt = output_format_for(destination, output_format)
     if not is_uri(destination):
-        return _write_local(rows, Path(destination), fmt, columns)
+        return _write_local(rows, Path(destination).expanduser(), fmt, columns)
     return _write_object(rows, destination, fmt, columns, conn_id)
 
 
@@ -94,6 +94,8 @@ def _write_local(rows: Iterable[dict[str, Any]], final: Path, fmt: str, columns:
     try:
         with temporary.open("w", encoding="utf-8", newline="") as handle:
             count = _write(rows, handle, fmt, columns)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename: a crash never leaves an empty file
         os.replace(temporary, final)
     except BaseException:
         with contextlib.suppress(OSError):

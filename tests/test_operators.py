@@ -468,6 +468,38 @@ def test_rerunning_overwrites_the_same_file_and_csv_has_the_stable_header(
     assert butlr_conn.counters.requests("/api/v3/graphql") == 0
 
 
+def test_output_path_expands_the_home_directory_and_syncs_before_the_move(
+    butlr_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (synced.append(f"replace {src}"), real_replace(src, dst))
+    )
+    room = next(iter(butlr_conn.org.rooms_by_id))
+    summary = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        rooms=[room],
+        timezone="UTC",
+        start="2025-02-01T00:00:00Z",
+        stop="2025-02-01T06:00:00Z",
+        output_path="~/exports/room.jsonl",
+    ).execute({})
+    out = tmp_path / "exports" / "room.jsonl"
+    assert summary["rows"] == 6 and len(read_jsonl(out)) == 6
+    assert not (Path.cwd() / "~").exists()
+    temporary = synced[0]
+    assert Path(temporary).parent == out.parent and temporary.endswith(".tmp")  # the temporary file, synced
+    assert synced[1] == f"replace {temporary}"  # ... before it is moved into place
+
+
 def test_a_failed_export_leaves_no_half_written_file(
     butlr_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
