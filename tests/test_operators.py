@@ -54,6 +54,17 @@ def rendered(op: Any, context: dict[str, Any]) -> Any:
     return op
 
 
+def room_export(emu: Any, **kwargs: Any) -> ButlrReportingOperator:
+    """Hourly room_occupancy of the emulator's first room, in UTC; ``kwargs`` add or override."""
+    arguments: dict[str, Any] = {
+        "task_id": "t",
+        "measurements": "room_occupancy",
+        "rooms": [next(iter(emu.org.rooms_by_id))],
+        "timezone": "UTC",
+    }
+    return ButlrReportingOperator(**{**arguments, **kwargs})
+
+
 # --- parse time --------------------------------------------------------------------------------
 
 
@@ -251,12 +262,8 @@ def test_templated_values_are_validated_after_rendering() -> None:
 
 
 def test_templated_local_day_that_renders_false_leaves_start_and_stop_in_charge(butlr_conn: Any) -> None:
-    room = next(iter(butlr_conn.org.rooms_by_id))
-    op = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
-        rooms=[room],
-        timezone="UTC",
+    op = room_export(
+        butlr_conn,
         local_day="{{ params.local_day }}",
         start="2025-02-01T00:00:00Z",
         stop="2025-02-01T02:00:00Z",
@@ -266,12 +273,8 @@ def test_templated_local_day_that_renders_false_leaves_start_and_stop_in_charge(
 
 
 def test_output_format_and_output_conn_id_are_templated(butlr_conn: Any, tmp_path: Path) -> None:
-    room = next(iter(butlr_conn.org.rooms_by_id))
-    op = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
-        rooms=[room],
-        timezone="UTC",
+    op = room_export(
+        butlr_conn,
         window_every="6h",
         local_day="{{ ds }}",
         output_path=str(tmp_path / "{{ ds }}.out"),
@@ -482,12 +485,8 @@ def test_output_path_expands_the_home_directory_and_syncs_before_the_move(
     monkeypatch.setattr(
         os, "replace", lambda src, dst: (synced.append(f"replace {src}"), real_replace(src, dst))
     )
-    room = next(iter(butlr_conn.org.rooms_by_id))
-    summary = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
-        rooms=[room],
-        timezone="UTC",
+    summary = room_export(
+        butlr_conn,
         start="2025-02-01T00:00:00Z",
         stop="2025-02-01T06:00:00Z",
         output_path="~/exports/room.jsonl",
@@ -523,13 +522,9 @@ def test_a_failed_export_leaves_no_half_written_file(
 
 
 def test_object_storage_uris_are_written_through_objectstoragepath(butlr_conn: Any, tmp_path: Path) -> None:
-    room = next(iter(butlr_conn.org.rooms_by_id))
     target = tmp_path / "bucket" / "2025-02-01.ndjson"
-    result = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
-        rooms=[room],
-        timezone="UTC",
+    result = room_export(
+        butlr_conn,
         window_every="6h",
         local_day="2025-02-01",
         output_path=target.as_uri(),
