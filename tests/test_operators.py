@@ -555,11 +555,9 @@ def test_small_exports_go_to_xcom_and_big_ones_are_refused(butlr_conn: Any) -> N
 
 def test_a_refused_export_stops_its_worker_threads(butlr_conn: Any) -> None:
     before = set(threading.enumerate())
-    op = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
+    op = room_export(
+        butlr_conn,
         rooms=sorted(butlr_conn.org.rooms_by_id)[:40],
-        timezone="UTC",
         local_day="2025-02-01",
         max_ids_per_request=5,
         max_concurrency=3,
@@ -577,11 +575,9 @@ def test_sigterm_stops_an_export_and_leaves_no_temporary_file(
 ) -> None:
     """Airflow 3's task runner answers SIGTERM by calling ``on_kill()`` and carrying on until SIGKILL."""
     out = tmp_path / "day.jsonl"
-    op = ButlrReportingOperator(
-        task_id="t",
-        measurements="room_occupancy",
+    op = room_export(
+        butlr_conn,
         rooms=sorted(butlr_conn.org.rooms_by_id)[:30],
-        timezone="UTC",
         local_day="2025-02-01",
         max_ids_per_request=5,
         output_path=str(out),

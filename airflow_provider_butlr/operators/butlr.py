@@ -295,15 +295,12 @@ class ButlrOperator(BaseOperator):
         method = self.resolved_method()
         with ButlrHook(self.butlr_conn_id) as hook:
             payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
-        redact_secret_fields(payload)  # masks any credential in the answer before user code can log it
+        redacted = redact_secret_fields(payload)  # masks credentials before user code can log them
         if self.response_check is not None and not self.response_check(payload):
             raise ButlrError(f"response_check returned False for Butlr {method} {self.endpoint}")
-        if self.response_filter is not None:
-            payload = self.response_filter(payload)
-        result = ensure_json(
-            payload, "the response" if self.response_filter is None else "response_filter's result"
-        )
-        return redact_secret_fields(result)
+        if self.response_filter is None:
+            return ensure_json(redacted, "the response")
+        return redact_secret_fields(ensure_json(self.response_filter(payload), "response_filter's result"))
 
 
 # --- ButlrReportingOperator --------------------------------------------------------------------

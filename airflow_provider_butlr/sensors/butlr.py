@@ -444,7 +444,6 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
                 )
             return start, end, self.timezone or "UTC"
         interval_start = context.get("data_interval_start") or context.get("logical_date")
-        interval_end = context.get("data_interval_end")
         if self.local_day:
             tz = self.timezone or self.site_timezone()
             day = self.day or run_day(context)
@@ -454,6 +453,7 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
                 )
             start, end = local_day_bounds(day, tz)
             return start, end, tz
+        interval_end = context.get("data_interval_end")
         if interval_start is None or interval_end is None or interval_end <= interval_start:
             raise ButlrConfigurationError(
                 f"{self.task_id}: this run has no data interval; pass window_start and window_end, or local_day=True"
