@@ -14,10 +14,10 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrAuthError
 from airflow_provider_butlr.retry import RETRYABLE_STATUSES, TransientHTTPError, parse_retry_after
+from airflow_provider_butlr.scrub import remember_secret, scrub
 from airflow_provider_butlr.settings import ButlrSettings
 
 CLIENT_LOGIN_PATH = "/api/v2/clients/login"
@@ -91,10 +91,10 @@ def login_request(settings: ButlrSettings) -> tuple[str, LoginBody]:
 
 def error_text(body: str, secrets: tuple[str, ...] = ()) -> str:
     """Butlr's error text from a JSON or plain body: short, single-line, with any secret removed."""
-    text = body.strip()
+    text = scrub(body, secrets).strip()  # before folding and truncation: no prefix or folded form leaks
     try:
         payload = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         parts = [
@@ -105,11 +105,7 @@ def error_text(body: str, secrets: tuple[str, ...] = ()) -> str:
         text = ": ".join(parts) if parts else text
     elif text.lstrip().startswith("<"):
         text = "(HTML error page)"
-    text = " ".join(text.split())[:MAX_ERROR_TEXT]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return scrub(" ".join(text.split()), secrets)[:MAX_ERROR_TEXT]
 
 
 def token_from_login_response(
@@ -255,28 +251,16 @@ def mask_token(token: str) -> None:
     """Register a freshly received token with Airflow's secrets masker."""
     from airflow.providers.common.compat.sdk import mask_secret
 
+    remember_secret(token)
     mask_secret(token)
 
 
 async def amask_token(token: str) -> None:
     """Async variant for the triggerer (``amask_secret`` where Airflow has it)."""
+    remember_secret(token)
     try:
         from airflow.sdk.log import amask_secret
     except ImportError:  # Airflow < 3.2
         mask_token(token)
         return
     await amask_secret(token)
-
-
-def bearer_header(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def headers_for(payload: Any) -> dict[str, str]:
-    """Default headers of every Butlr request."""
-    from airflow_provider_butlr import __version__
-
-    headers = {"Accept": "application/json", "User-Agent": f"airflow-provider-butlr/{__version__}"}
-    if payload is not None:
-        headers["Content-Type"] = "application/json"
-    return headers

@@ -14,12 +14,14 @@ import operator
 import re
 import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar, TypeGuard
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrGraphQLError
+from airflow_provider_butlr.scrub import scrub, scrub_json
+from airflow_provider_butlr.timeutil import parse_iso, rfc3339_seconds
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
@@ -48,7 +50,7 @@ def parse_instant(value: Any, *, name: str = "time") -> float:
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            moment = parse_iso(text)
         except ValueError:
             raise ButlrConfigurationError(
                 f"{name} {value!r} is not an RFC3339 time such as 2025-11-10T00:00:00Z"
@@ -60,18 +62,7 @@ def parse_instant(value: Any, *, name: str = "time") -> float:
     return moment.timestamp()
 
 
-def rfc3339(seconds: float) -> str:
-    """``2025-11-10T00:00:00Z`` (whole seconds, UTC): the form Butlr's reporting API expects."""
-    return datetime.fromtimestamp(math.floor(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def duration_text(seconds: float) -> str:
-    """A Butlr window duration: ``1m``, ``5m``, ``1h``, ``1d`` (or seconds when nothing fits)."""
-    whole = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size and whole % size == 0:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
+rfc3339 = rfc3339_seconds  # the name the sensors, trigger and plans use
 
 
 # --- verdicts and response rows ---------------------------------------------------------------
@@ -117,14 +108,32 @@ def raise_for_payload_errors(endpoint: str, payload: Any) -> None:
     errors = payload.get("errors")
     if errors:
         first = errors[0] if isinstance(errors, list) and errors else errors
-        text = first.get("message", "") if isinstance(first, Mapping) else str(first)
+        text = scrub(first.get("message", "") if isinstance(first, Mapping) else str(first))
         raise ButlrGraphQLError(
             f"Butlr GraphQL returned {len(errors) if isinstance(errors, list) else 1} error(s): {text}"[:300],
-            errors=errors if isinstance(errors, list) else [errors],
-            data=payload.get("data"),
+            errors=scrub_json(errors if isinstance(errors, list) else [errors]),
+            data=None,
             method="POST",
             endpoint=endpoint,
         )
+
+
+PollFlow = Generator["PollRequest", Any, tuple[Verdict, list[Any]]]
+
+
+def poll_flow(plan: PollPlan, now: float, clock: Callable[[], float]) -> PollFlow:
+    """One poll, transport-free: the plan's gate, else each request (yielded; the driver sends back
+    its JSON answer) and the evaluation. The sensor drives it with the sync hook, the trigger with
+    the async one."""
+    gate = plan.gate(now)
+    if gate is not None:
+        return gate, []
+    responses = []
+    for request in plan.render(now):
+        payload = yield request
+        raise_for_payload_errors(request.endpoint, payload)
+        responses.append(payload)
+    return plan.evaluate(responses, clock()), responses
 
 
 def _scoped(responses: Sequence[Any], indexes: list[int] | None) -> list[Any]:

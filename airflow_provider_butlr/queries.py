@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
 from airflow_provider_butlr.reporting import format_time, validate_ids
+from airflow_provider_butlr.timeutil import parse_iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -256,12 +257,10 @@ def is_placeholder_hive(hive: Mapping[str, Any]) -> bool:
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        return parse_iso_utc(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def hours_since(heartbeat: Any, now: datetime) -> float | None:

@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
+from airflow_provider_butlr.timeutil import format_rfc3339, parse_iso, parse_iso_utc
 
 REPORTING_PATH = "/api/v3/reporting"
 STATS_PATH = "/api/v4/reporting/stats"
@@ -253,7 +254,7 @@ def parse_datetime(value: datetime | str, name: str) -> datetime:
     if isinstance(value, str):
         text = value.strip()
         try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            parsed = parse_iso(text)
         except ValueError as err:
             raise _error(
                 f"{name}: {value!r} is not an ISO 8601 / RFC3339 time such as 2025-01-01T05:00:00Z"
@@ -285,11 +286,7 @@ def validate_range(start: datetime | str, stop: datetime | str) -> tuple[datetim
 
 def format_time(moment: datetime) -> str:
     """RFC3339 in UTC with a ``Z`` suffix (fractional seconds only when present)."""
-    utc = moment.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    return format_rfc3339(moment)
 
 
 def normalise_time(value: Any) -> str:
@@ -302,14 +299,10 @@ def normalise_time(value: Any) -> str:
 @lru_cache(maxsize=8192)
 def _normalise_time_text(value: str) -> str:
     """Cached: every asset of a request repeats the same window times (pure function of ``value``)."""
-    text = value.strip()
-    try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    try:  # some doc examples print time keys without Z: they are UTC
+        return format_rfc3339(parse_iso_utc(value))
     except ValueError:
-        return text
-    if parsed.tzinfo is None:  # some doc examples print time keys without Z: they are UTC
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return format_time(parsed)
+        return value.strip()
 
 
 # --- local days --------------------------------------------------------------------------------

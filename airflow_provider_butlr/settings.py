@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,10 +51,29 @@ class ButlrSettings:
         return (self.base_url, self.auth_type, self.login, self.audience, self.secret_fingerprint)
 
     @property
-    def origin(self) -> tuple[str, str]:
-        """Scheme and network location: the only place a bearer token may be sent."""
-        parts = urlsplit(self.base_url)
-        return parts.scheme, parts.netloc.lower()
+    def origin(self) -> tuple[str, str, int]:
+        """Scheme, host and port: the only place a bearer token may be sent."""
+        return origin_of(self.base_url)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """A URL's origin, normalised: lower-case scheme, ASCII (IDNA) lower-case host, explicit port.
+
+    ``https://bücher.example`` and ``https://xn--bcher-kva.example:443`` are the same origin.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    with contextlib.suppress(UnicodeError):  # an invalid IDNA label is compared as written
+        host = host.encode("idna").decode("ascii")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, host.lower(), port or DEFAULT_PORTS.get(scheme, 0)
 
 
 def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = None) -> str:
@@ -216,10 +236,14 @@ def settings_from_fields(
     )
 
 
-def settings_from_connection(conn: Any) -> ButlrSettings:
-    """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes)."""
-    conn_id = getattr(conn, "conn_id", None) or "butlr_default"
-    raw_extra = getattr(conn, "extra_dejson", None)
+def settings_from_connection(conn: Any, conn_id: str, extra: Any = None) -> ButlrSettings:
+    """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes).
+
+    The one route from a connection to settings, for both hooks: the async hook reads ``extra``
+    without blocking the event loop and passes it in; otherwise ``extra_dejson`` is used.
+    """
+    conn_id = getattr(conn, "conn_id", None) or conn_id
+    raw_extra = extra if extra is not None else getattr(conn, "extra_dejson", None)
     if raw_extra is None:
         raw_extra = getattr(conn, "extra", None)
     return settings_from_fields(
@@ -234,13 +258,58 @@ def settings_from_connection(conn: Any) -> ButlrSettings:
 
 @dataclass(frozen=True)
 class ClientOptions:
-    """A hook's own overrides of its connection's timeout and retry settings (sync and async alike)."""
+    """A hook's own overrides of its connection's timeout and retry settings (sync and async alike).
+
+    As a JSON-safe mapping (:meth:`as_hook_params`) it travels from a sensor to the trigger, which
+    builds the same hook from it: every option reaches the triggerer without per-option plumbing.
+    """
 
     timeout: float | None = None
     max_retries: int | None = None
     retry_wait_initial: float = 0.5
     retry_wait_max: float = 30.0
     retry_after_cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "retry_wait_initial", "retry_wait_max", "retry_after_cap"):
+            value = getattr(self, name)
+            if value is None and name == "timeout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ButlrConfigurationError(
+                    f"{name} must be a non-negative number of seconds, got {value!r}"
+                )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ButlrConfigurationError(f"timeout must be above 0 seconds, got {self.timeout!r}")
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ButlrConfigurationError(
+                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
+            )
+
+    @classmethod
+    def from_hook_params(cls, hook_params: Mapping[str, Any] | None) -> ClientOptions:
+        """Options from a ``hook_params`` mapping; unknown names are refused by name."""
+        params = dict(hook_params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ButlrConfigurationError(
+                f"hook_params: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**params)
+
+    def as_hook_params(self) -> dict[str, Any]:
+        """The options that differ from the defaults, as a JSON-safe mapping."""
+        defaults = ClientOptions()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(defaults, f.name)
+        }
 
     def timeout_for(self, settings: ButlrSettings) -> float:
         """Seconds per request: the override, else the connection's ``timeout``."""
@@ -249,8 +318,6 @@ class ClientOptions:
     def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
         """The retry policy: ``max_retries`` from the override, else from the connection."""
         max_retries = settings.max_retries if self.max_retries is None else self.max_retries
-        if max_retries < 0:
-            raise ButlrConfigurationError(f"max_retries {max_retries} must be at least 0")
         return RetryPolicy(
             max_retries=max_retries,
             wait_initial=self.retry_wait_initial,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.exceptions import ButlrAPIError, ButlrConfigurationError
 from airflow_provider_butlr.hooks.butlr import ButlrHook
 
 TOKEN = "redirect-test-token-0123456789abcdef"
@@ -74,12 +74,10 @@ def hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     other.shutdown()
 
 
-def test_redirect_to_another_host_carries_no_authorization(hosts: tuple[str, str]) -> None:
-    response = ButlrHook().request("GET", "/api/v3/anything")
-    assert response.json() == {"ok": True}
-    assert _Recorder.seen, "the redirect was not followed"
-    assert all("Authorization" not in headers for headers in _Recorder.seen)
-    assert response.history and "Authorization" in response.history[0].request.headers
+def test_redirect_to_another_host_is_refused_and_never_followed(hosts: tuple[str, str]) -> None:
+    with pytest.raises(ButlrAPIError, match="to another host, 127.0.0.2; refusing to follow"):
+        ButlrHook().request("GET", "/api/v3/anything")
+    assert _Recorder.seen == []  # the other host never saw a request, with or without the token
 
 
 def test_absolute_url_to_another_host_is_refused_before_sending(hosts: tuple[str, str]) -> None:

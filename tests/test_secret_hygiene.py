@@ -302,7 +302,7 @@ def test_scan_sees_the_task_output(hygiene: HygieneRun) -> None:
     out = hygiene.stdout + hygiene.stderr
     assert "Logged in to Butlr" in out
     assert "ButlrAuthError" in out and "login refused" in out  # the wrong-secret run
-    assert "refused the token with HTTP 401" in out  # the token-refused run
+    assert "refused the token (HTTP 401) even after a fresh login" in out  # the token-refused run
 
 
 def test_scan_finds_the_decoy_in_every_channel(hygiene: HygieneRun) -> None:

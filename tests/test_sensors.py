@@ -651,7 +651,7 @@ def test_backoff_settings_reach_the_trigger(butlr_conn: Any) -> None:
     kwargs = deferral(sensor, {}).trigger.serialize()[1]
     assert kwargs["poll_interval"] == 5.0
     assert kwargs["exponential_backoff"] is True and kwargs["max_poll_interval"] == 120.0
-    assert kwargs["max_consecutive_failures"] == 7 and kwargs["max_retries"] == 2
+    assert kwargs["max_consecutive_failures"] == 7 and kwargs["hook_params"] == {"max_retries": 2}
 
 
 def test_generic_argument_errors() -> None:

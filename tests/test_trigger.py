@@ -32,10 +32,13 @@ NEVER_PLAN: dict[str, Any] = {
 
 
 def make_trigger(plan: dict[str, Any] = SITES_PLAN, *, duration: float = 5.0, **kwargs: Any) -> ButlrTrigger:
+    """A trigger with short waits; hook options (e.g. ``max_retries``) go into ``hook_params``."""
     kwargs.setdefault("poll_interval", 0.1)
-    kwargs.setdefault("retry_wait_initial", 0.01)
-    kwargs.setdefault("retry_wait_max", 0.02)
-    return ButlrTrigger(plan=plan, deadline=time.time() + duration, **kwargs)
+    hook_params = {"retry_wait_initial": 0.01, "retry_wait_max": 0.02, **kwargs.pop("hook_params", {})}
+    for name in ("max_retries", "timeout", "retry_after_cap"):
+        if name in kwargs:
+            hook_params[name] = kwargs.pop(name)
+    return ButlrTrigger(plan=plan, deadline=time.time() + duration, hook_params=hook_params, **kwargs)
 
 
 async def run_to_end(trigger: ButlrTrigger) -> dict[str, Any]:

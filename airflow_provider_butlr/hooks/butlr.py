@@ -1,36 +1,38 @@
-"""ButlrHook: one Connection, one token (shared process-wide), one reused session, retried requests."""
+"""ButlrHook: one Connection, one token (shared process-wide), one reused session, retried requests.
+
+The hook is the synchronous driver of :mod:`airflow_provider_butlr.exchange`: it supplies tokens and
+moves bytes with ``requests``; every rule about answers lives in the exchange.
+"""
 
 from __future__ import annotations
 
-import json as jsonlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
-
-from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
-from airflow_provider_butlr.auth import (
-    TOKEN_CACHE,
-    AccessToken,
-    error_text,
-    headers_for,
-    login_request,
-    mask_token,
-    token_from_login_response,
+from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, mask_token
+from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
+from airflow_provider_butlr.exchange import (
+    GRAPHQL_PATH,
+    NEED_TOKEN,
+    Answer,
+    DropToken,
+    Outcome,
+    Outgoing,
+    Step,
+    authorised_flow,
+    drive,
+    graphql_body,
+    graphql_data,
+    login_endpoint,
+    login_flow,
+    make_call,
+    url_for,
+    with_retries,
 )
-from airflow_provider_butlr.exceptions import (
-    ButlrAuthError,
-    ButlrConfigurationError,
-    ButlrDataError,
-    ButlrError,
-    ButlrGraphQLError,
-)
-
-# Data methods (end of the class) delegate to these pure/streaming modules.
 from airflow_provider_butlr.export import (
     ExportStats,
     Fetch,
@@ -38,6 +40,7 @@ from airflow_provider_butlr.export import (
     validate_concurrency,
     validate_page_limit,
 )
+from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.queries import (
     HIVES_QUERY,
     SENSORS_QUERY,
@@ -60,91 +63,56 @@ from airflow_provider_butlr.reporting import (
     plan_units,
     split_ids,
 )
-from airflow_provider_butlr.retry import (
-    NO_CONTENT_STATUSES,
-    RETRYABLE_STATUSES,
-    RetryPolicy,
-    TransientDataError,
-    TransientHTTPError,
-    describe,
-    give_up_error,
-    parse_retry_after,
-    status_error,
-)
-from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, settings_from_connection
+from airflow_provider_butlr.retry import RetryPolicy, describe
+from airflow_provider_butlr.settings import ButlrSettings, origin_of, settings_from_connection
 
 if TYPE_CHECKING:  # requests is imported on the first request: DAG files that only build operators skip it
     import requests
 
-GRAPHQL_PATH = "/api/v3/graphql"
 TEST_CONNECTION_QUERY = "query ButlrTestConnection { sites { data { id } } }"
 TEST_CONNECTION_MAX_RETRIES = 1
 TEST_CONNECTION_TIMEOUT = 10.0
 
 
-class _BearerAuth:
-    """Adds the current token at send time, and only for requests to the configured API origin.
+class BearerAuth:
+    """The session's ``auth`` for callers of :meth:`ButlrHook.get_conn`: the current token, sent only
+    to the configured API origin (any other host gets no ``Authorization`` header).
 
-    A plain callable (all ``requests`` asks of an ``auth``), not a ``requests.auth.AuthBase``
-    subclass, so that importing the hook does not import requests.
+    A plain callable (all ``requests`` asks of an ``auth``), so importing the hook does not import requests.
     """
 
     def __init__(self, hook: ButlrHook) -> None:
         self._hook = hook
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        parts = urlsplit(request.url or "")
-        if (parts.scheme, parts.netloc.lower()) == self._hook.settings.origin:
+        if origin_of(request.url or "") == self._hook.settings.origin:
             request.headers["Authorization"] = f"Bearer {self._hook.get_token()}"
         else:
             request.headers.pop("Authorization", None)
         return request
 
 
-class ButlrHook(BaseHook):
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """The hook's own requests carry the token the exchange chose: the session's auth stays out."""
+    return request
+
+
+class ButlrHook(ButlrBaseHook):
     """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
 
-    :param butlr_conn_id: the connection: host = API base URL, login = client id (or username),
-        password = client secret (or password), extras ``audience``, ``auth_type``, ``timeout``,
-        ``max_retries``.
-    :param timeout: per-request timeout in seconds (overrides the connection's).
-    :param max_retries: retries for 429/5xx/network errors (overrides the connection's).
-    :param retry_wait_initial: first backoff wait in seconds (doubles each retry, with jitter).
-    :param retry_wait_max: longest backoff wait in seconds.
-    :param retry_after_cap: longest wait honoured from a ``Retry-After`` header, in seconds.
+    See :class:`~airflow_provider_butlr.hooks.base.ButlrBaseHook` for the parameters.
     """
 
-    conn_name_attr = "butlr_conn_id"
-    default_conn_name = "butlr_default"
-    conn_type = "butlr"
-    hook_name = "Butlr"
-
-    def __init__(
-        self,
-        butlr_conn_id: str = default_conn_name,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        retry_wait_initial: float = 0.5,
-        retry_wait_max: float = 30.0,
-        retry_after_cap: float = 60.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.butlr_conn_id = butlr_conn_id
-        self.options = ClientOptions(
-            timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._session: requests.Session | None = None
-        self.last_attempts = 0  # attempts used by the most recent request (for reporting)
 
     # --- connection and settings -------------------------------------------------------------
 
     @cached_property
     def settings(self) -> ButlrSettings:
         """The connection, resolved once and validated (raises ButlrConfigurationError)."""
-        conn = self.get_connection(self.butlr_conn_id)
-        return settings_from_connection(conn)
+        return settings_from_connection(self.get_connection(self.butlr_conn_id), self.butlr_conn_id)
 
     @property
     def timeout(self) -> float:
@@ -153,6 +121,13 @@ class ButlrHook(BaseHook):
     @cached_property
     def retry_policy(self) -> RetryPolicy:
         return self.options.retry_policy_for(self.settings)
+
+    def for_worker(self) -> ButlrHook:
+        """A hook for another thread: same connection (resolved once) and options, its own session."""
+        worker = type(self)(self.butlr_conn_id)
+        worker.options = self.options
+        worker.settings = self.settings  # fills the cached property: no second lookup
+        return worker
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -168,42 +143,28 @@ class ButlrHook(BaseHook):
     def _login(
         self, settings: ButlrSettings, policy: RetryPolicy, timeout: float | None = None
     ) -> AccessToken:
-        url, body = login_request(settings)
-        endpoint = urlsplit(url).path
-        session = self.get_conn()
-
-        def attempt() -> AccessToken:
-            response = session.post(
-                url,
-                json=body,
-                headers=headers_for(body),
-                timeout=timeout or self.timeout,
-                verify=settings.verify,
-                allow_redirects=False,
-            )
-            with response:
-                return token_from_login_response(
-                    settings,
-                    status=response.status_code,
-                    body=response.text,
-                    retry_after_header=response.headers.get("Retry-After"),
-                    now=time.time(),
-                )
-
-        token = self._with_retries(attempt, "POST", endpoint, policy)
+        flow_timeout = timeout or self.timeout
+        token: AccessToken = with_retries(
+            lambda: drive(login_flow(settings, time.time, flow_timeout), self._perform),
+            policy,
+            "POST",
+            login_endpoint(settings),
+        )
         mask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
         return token
 
-    # --- session and requests ------------------------------------------------------------------
+    # --- session and transport -------------------------------------------------------------------
 
     def get_conn(self) -> requests.Session:
-        """The hook's one reused session (TLS verification per the connection, on by default)."""
+        """The hook's one reused session. Its ``auth`` attaches the bearer token to requests for the
+        API origin only, so callers may use it directly (``hook.get_conn().get(hook.url_for(path))``)."""
         if self._session is None:
             import requests
 
             session = requests.Session()
             session.verify = self.settings.verify
+            session.auth = BearerAuth(self)
             self._session = session
         return self._session
 
@@ -220,15 +181,63 @@ class ButlrHook(BaseHook):
 
     def url_for(self, path: str) -> str:
         """Join a relative path to the base URL; absolute URLs must stay on the API origin."""
-        if "://" in path:
-            parts = urlsplit(path)
-            if (parts.scheme, parts.netloc.lower()) != self.settings.origin:
-                raise ButlrConfigurationError(
-                    f"endpoint {path!r} is not on the Butlr API host {self.settings.base_url}; "
-                    "the bearer token is only sent to the configured host"
-                )
-            return path
-        return urljoin(self.settings.base_url + "/", path.lstrip("/"))
+        return url_for(self.settings, path)
+
+    def _perform(self, step: Step) -> Any:
+        """Answer one step of an exchange flow."""
+        if step is NEED_TOKEN:
+            return self.get_token()
+        if isinstance(step, DropToken):
+            self.invalidate_token(step.token)
+            return None
+        assert isinstance(step, Outgoing)
+        return self._transmit(step)
+
+    def _transmit(self, out: Outgoing) -> Answer:
+        # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
+        response = self.get_conn().request(
+            out.method,
+            out.url,
+            json=out.json,
+            params=out.params,
+            headers=dict(out.headers),
+            timeout=out.timeout or self.timeout,
+            verify=self.settings.verify,
+            allow_redirects=False,
+            auth=_no_auth,
+        )
+        return Answer(response.status_code, response.headers, response.content, response.url, raw=response)
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        parse_json: bool = True,
+        policy: RetryPolicy | None = None,
+    ) -> Outcome:
+        call = make_call(
+            self.settings,
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            parse_json=parse_json,
+        )
+        return with_retries(
+            lambda: drive(authorised_flow(call, self.settings), self._perform),
+            policy or self.retry_policy,
+            call.method,
+            call.endpoint,
+        )
 
     def request(
         self,
@@ -236,17 +245,16 @@ class ButlrHook(BaseHook):
         path: str,
         *,
         json: Any = None,
-        params: dict[str, Any] | None = None,
-        check_response: bool = True,
-        **kwargs: Any,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> requests.Response:
-        """Send an authenticated request with retries (429/5xx/network) and one replay after a 401.
-
-        Raises a :class:`ButlrAPIError` subclass for an error status when ``check_response`` is true.
-        """
-        response = self._send(method, path, json=json, params=params, parse_json=False, **kwargs)[0]
-        if check_response:
-            self._raise_for_status(response, method.upper(), urlsplit(response.url).path)
+        """Send an authenticated request (retries for 429/5xx/network, one replay after a refused
+        token); the final ``requests.Response``. An error status raises a :class:`ButlrAPIError`."""
+        outcome = self._exchange(
+            method, path, json=json, params=params, headers=headers, timeout=timeout, parse_json=False
+        )
+        response: requests.Response = outcome.answer.raw
         return response
 
     def request_json(
@@ -255,111 +263,16 @@ class ButlrHook(BaseHook):
         path: str,
         *,
         json: Any = None,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
         policy: RetryPolicy | None = None,
-        **kwargs: Any,
     ) -> Any:
-        """Like :meth:`request` but returns the parsed JSON body; a malformed body is retried."""
-        response, payload = self._send(
-            method, path, json=json, params=params, parse_json=True, policy=policy, **kwargs
+        """Like :meth:`request` but returns the parsed JSON body (None for 204); a malformed body is retried."""
+        outcome = self._exchange(
+            method, path, json=json, params=params, headers=headers, timeout=timeout, policy=policy
         )
-        self._raise_for_status(response, method.upper(), urlsplit(response.url).path)
-        return payload
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any,
-        params: dict[str, Any] | None,
-        parse_json: bool,
-        policy: RetryPolicy | None = None,
-        **kwargs: Any,
-    ) -> tuple[requests.Response, Any]:
-        method = method.upper()
-        url = self.url_for(path)
-        endpoint = urlsplit(url).path
-        auth = _BearerAuth(self)
-        timeout = kwargs.pop("timeout", None) or self.timeout
-        headers = {**headers_for(json), **kwargs.pop("headers", {})}
-
-        def send_once() -> requests.Response:
-            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
-            return self.get_conn().request(
-                method,
-                url,
-                json=json,
-                params=params,
-                auth=auth,
-                timeout=timeout,
-                headers=headers,
-                verify=self.settings.verify,
-                **kwargs,
-            )
-
-        def attempt() -> tuple[requests.Response, Any]:
-            response = send_once()
-            if response.status_code == 401:
-                self._drop_token_used_by(response)
-                response.close()
-                self.log.info(
-                    "Butlr %s %s answered 401; logging in again and replaying once.", method, endpoint
-                )
-                response = send_once()
-                if response.status_code == 401:
-                    self._drop_token_used_by(response)
-                    raise ButlrAuthError(
-                        f"Butlr {method} {endpoint} refused the token with HTTP 401 even after a fresh login"
-                        f" (2 attempt(s); {error_text(response.text, (self.settings.secret,))})",
-                        status=401,
-                        method=method,
-                        endpoint=endpoint,
-                        attempts=2,
-                    )
-            if response.status_code == 403:  # a token Butlr refuses must not stay cached (no replay)
-                self._drop_token_used_by(response)
-            if response.status_code in RETRYABLE_STATUSES:
-                detail = error_text(response.text, (self.settings.secret,))
-                response.close()
-                raise TransientHTTPError(
-                    response.status_code,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    detail=detail,
-                )
-            if not parse_json or response.status_code >= 400 or response.status_code in NO_CONTENT_STATUSES:
-                return response, None  # 204 (e.g. DELETE /api/v1/client/{id}) has no body to parse
-            try:
-                return response, response.json()
-            except ValueError as err:
-                raise TransientDataError(f"malformed JSON in a {response.status_code} answer") from err
-
-        return self._with_retries(attempt, method, endpoint, policy or self.retry_policy)
-
-    def _drop_token_used_by(self, response: requests.Response) -> None:
-        sent = response.request.headers.get("Authorization", "") if response.request else ""
-        self.invalidate_token(sent.removeprefix("Bearer ") or None)
-
-    def _with_retries(self, attempt: Any, method: str, endpoint: str, policy: RetryPolicy) -> Any:
-        """Run ``attempt`` under the retry policy; turn a final transient failure into a ButlrError."""
-        retrying = policy.retrying(f"{method} {endpoint}")
-        try:
-            return retrying(attempt)
-        except Exception as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            error = give_up_error(
-                exc, method=method, endpoint=endpoint, attempts=attempts, max_retries=policy.max_retries
-            )
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            self.last_attempts = retrying.statistics.get("attempt_number", 0)
-
-    def _raise_for_status(self, response: requests.Response, method: str, endpoint: str) -> None:
-        if response.status_code >= 400:
-            detail = error_text(response.text, (self.settings.secret,))
-            raise status_error(response.status_code, detail, method=method, endpoint=endpoint)
+        return outcome.payload
 
     # --- GraphQL -------------------------------------------------------------------------------
 
@@ -373,37 +286,9 @@ class ButlrHook(BaseHook):
         timeout: float | None = None,
     ) -> Any:
         """Run a GraphQL query; return ``data``. Any ``errors`` entry raises ButlrGraphQLError."""
-        body: dict[str, Any] = {"query": query}
-        if variables:
-            body["variables"] = variables
-        if operation_name:
-            body["operationName"] = operation_name
+        body = graphql_body(query, variables, operation_name)
         payload = self.request_json("POST", GRAPHQL_PATH, json=body, policy=policy, timeout=timeout)
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        if errors and _is_unauthenticated(errors):
-            self.invalidate_token()
-            self.log.info("Butlr GraphQL answered UNAUTHENTICATED; logging in again and replaying once.")
-            payload = self.request_json("POST", GRAPHQL_PATH, json=body, policy=policy, timeout=timeout)
-            errors = payload.get("errors") if isinstance(payload, dict) else None
-            if errors and _is_unauthenticated(errors):
-                self.invalidate_token()
-                raise ButlrAuthError(
-                    "Butlr GraphQL refused the token (UNAUTHENTICATED) even after a fresh login",
-                    status=200,
-                    method="POST",
-                    endpoint=GRAPHQL_PATH,
-                )
-        if not isinstance(payload, dict):
-            raise ButlrDataError(f"Butlr GraphQL answered a {type(payload).__name__}, not a JSON object")
-        if errors:
-            raise ButlrGraphQLError(
-                "Butlr GraphQL returned errors: " + _summarise_graphql_errors(errors),
-                errors=errors,
-                data=payload.get("data"),
-                method="POST",
-                endpoint=GRAPHQL_PATH,
-            )
-        return payload.get("data")
+        return graphql_data(payload, self.settings)
 
     # --- connection test -----------------------------------------------------------------------
 
@@ -582,7 +467,7 @@ class ButlrHook(BaseHook):
         def fetch_factory() -> Fetch:
             if max_concurrency == 1:
                 return self.query_reporting
-            worker = self._worker_clone()  # one session per thread; same token cache
+            worker = self.for_worker()  # one session per thread; same token cache
             with lock:
                 workers.append(worker)
             return worker.query_reporting
@@ -594,13 +479,6 @@ class ButlrHook(BaseHook):
         finally:
             for worker in workers:
                 worker.close()
-
-    def _worker_clone(self) -> ButlrHook:
-        """A hook for another thread: same connection (resolved once) and options, its own session."""
-        clone = type(self)(self.butlr_conn_id)
-        clone.options = self.options
-        clone.__dict__["settings"] = self.settings  # share the cached_property value: no second lookup
-        return clone
 
     def query_stats(
         self,
@@ -646,26 +524,3 @@ class ButlrHook(BaseHook):
     def get_tags(self) -> list[dict[str, Any]]:
         """Every tag with the floors, rooms and zones it is applied to."""
         return unwrap(self.graphql(TAGS_QUERY), "tags")
-
-
-def _is_unauthenticated(errors: list[Any]) -> bool:
-    return any(
-        isinstance(err, dict) and (err.get("extensions") or {}).get("code") == "UNAUTHENTICATED"
-        for err in errors
-    )
-
-
-def _summarise_graphql_errors(errors: list[Any], limit: int = 3) -> str:
-    messages = []
-    for err in errors[:limit]:
-        if isinstance(err, dict):
-            code = (err.get("extensions") or {}).get("code")
-            path = ".".join(str(p) for p in err.get("path") or [])
-            text = str(err.get("message", "")).strip()
-            messages.append(
-                " ".join(x for x in (f"[{code}]" if code else "", path + ":" if path else "", text) if x)
-            )
-        else:
-            messages.append(jsonlib.dumps(err)[:200])
-    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
-    return "; ".join(messages) + more

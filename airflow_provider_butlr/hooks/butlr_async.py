@@ -1,8 +1,7 @@
-"""ButlrAsyncHook: the async twin of ButlrHook for the triggerer (httpx, nothing blocking on the loop).
+"""ButlrAsyncHook: the async driver of the same exchange, for the triggerer (httpx, nothing blocking).
 
-It shares everything but the transport with the sync hook: settings from ``settings.py``, the login
-request and its interpretation plus the process-wide token cache from ``auth.py``, the retry policy
-and error classification from ``retry.py``.
+It supplies tokens and moves bytes with httpx; every rule about answers lives in
+:mod:`airflow_provider_butlr.exchange`, shared with the sync hook.
 """
 
 from __future__ import annotations
@@ -10,72 +9,44 @@ from __future__ import annotations
 import os
 import ssl
 import time
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_butlr.auth import (
-    TOKEN_CACHE,
-    AccessToken,
-    amask_token,
-    bearer_header,
-    error_text,
-    headers_for,
-    login_request,
-    token_from_login_response,
+from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
+from airflow_provider_butlr.exchange import (
+    GRAPHQL_PATH,
+    NEED_TOKEN,
+    Answer,
+    DropToken,
+    Outgoing,
+    Step,
+    adrive,
+    authorised_flow,
+    awith_retries,
+    graphql_body,
+    graphql_data,
+    login_endpoint,
+    login_flow,
+    make_call,
 )
-from airflow_provider_butlr.exceptions import ButlrAuthError, ButlrConfigurationError
-from airflow_provider_butlr.hooks.butlr import GRAPHQL_PATH
-from airflow_provider_butlr.hooks.butlr import _is_unauthenticated as is_unauthenticated
-from airflow_provider_butlr.retry import (
-    NO_CONTENT_STATUSES,
-    RETRYABLE_STATUSES,
-    RetryPolicy,
-    TransientDataError,
-    TransientHTTPError,
-    give_up_error,
-    parse_retry_after,
-    status_error,
-)
-from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, parse_extra, settings_from_fields
+from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 
 
-class ButlrAsyncHook(BaseHook):
+class ButlrAsyncHook(ButlrBaseHook):
     """Async Butlr client; use it as ``async with ButlrAsyncHook(conn_id) as hook:``.
 
     The connection is read once with Airflow's async helpers; the httpx client lives exactly as long
-    as the ``async with`` block (or until :meth:`aclose`).
-
-    :param butlr_conn_id: the ``butlr`` connection.
-    :param timeout: per-request timeout in seconds (overrides the connection's).
-    :param max_retries: retries for 429/5xx/network errors (overrides the connection's).
-    :param retry_wait_initial: first backoff wait in seconds.
-    :param retry_wait_max: longest backoff wait in seconds.
-    :param retry_after_cap: longest wait honoured from a ``Retry-After`` header, in seconds.
+    as the ``async with`` block (or until :meth:`aclose`). Parameters as the sync hook's.
     """
 
-    conn_name_attr = "butlr_conn_id"
-    default_conn_name = "butlr_default"
     hook_name = "Butlr (async)"
 
-    def __init__(
-        self,
-        butlr_conn_id: str = default_conn_name,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        retry_wait_initial: float = 0.5,
-        retry_wait_max: float = 30.0,
-        retry_after_cap: float = 60.0,
-    ) -> None:
-        super().__init__()
-        self.butlr_conn_id = butlr_conn_id
-        self.options = ClientOptions(
-            timeout, max_retries, retry_wait_initial, retry_wait_max, retry_after_cap
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._settings: ButlrSettings | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -86,18 +57,8 @@ class ButlrAsyncHook(BaseHook):
         if self._settings is None:
             conn = await get_async_connection(self.butlr_conn_id)
             extra = await get_async_extra_dejson(conn)
-            self._settings = settings_from_fields(
-                conn_id=self.butlr_conn_id,
-                host=conn.host,
-                login=conn.login,
-                password=conn.password,
-                extra=parse_extra(extra, self.butlr_conn_id),
-                port=conn.port,
-            )
+            self._settings = settings_from_connection(conn, self.butlr_conn_id, extra)
         return self._settings
-
-    def _retry_policy(self, settings: ButlrSettings) -> RetryPolicy:
-        return self.options.retry_policy_for(settings)
 
     async def __aenter__(self) -> ButlrAsyncHook:
         settings = await self.aget_settings()
@@ -105,7 +66,7 @@ class ButlrAsyncHook(BaseHook):
             self._client = httpx.AsyncClient(
                 timeout=self.options.timeout_for(settings),
                 verify=_ssl_verify(settings.verify),
-                follow_redirects=False,  # a redirect must never carry the bearer token elsewhere
+                follow_redirects=False,  # the exchange follows same-origin redirects itself
             )
         return self
 
@@ -127,18 +88,6 @@ class ButlrAsyncHook(BaseHook):
             raise RuntimeError("ButlrAsyncHook is not open: use 'async with ButlrAsyncHook(...) as hook'")
         return self._client
 
-    def url_for(self, settings: ButlrSettings, path: str) -> str:
-        """Relative paths only go to the configured API host; absolute URLs must stay on it."""
-        if "://" in path:
-            parts = urlsplit(path)
-            if (parts.scheme, parts.netloc.lower()) != settings.origin:
-                raise ButlrConfigurationError(
-                    f"endpoint {path!r} is not on the Butlr API host {settings.base_url}; "
-                    "the bearer token is only sent to the configured host"
-                )
-            return path
-        return urljoin(settings.base_url + "/", path.lstrip("/"))
-
     # --- tokens --------------------------------------------------------------------------------
 
     async def aget_token(self) -> str:
@@ -147,23 +96,38 @@ class ButlrAsyncHook(BaseHook):
         return await TOKEN_CACHE.aget(settings.cache_key, lambda: self._alogin(settings))
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
-        url, body = login_request(settings)
-        client = self._require_client()
-
-        async def attempt() -> AccessToken:
-            response = await client.post(url, json=body, headers=headers_for(body))
-            return token_from_login_response(
-                settings,
-                status=response.status_code,
-                body=response.text,
-                retry_after_header=response.headers.get("Retry-After"),
-                now=time.time(),
-            )
-
-        token: AccessToken = await self._with_retries(attempt, "POST", urlsplit(url).path, settings)
+        timeout = self.options.timeout_for(settings)
+        token: AccessToken = await awith_retries(
+            lambda: adrive(login_flow(settings, time.time, timeout), self._aperform),
+            self.options.retry_policy_for(settings),
+            "POST",
+            login_endpoint(settings),
+        )
         await amask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
         return token
+
+    # --- transport -------------------------------------------------------------------------------
+
+    async def _aperform(self, step: Step) -> Any:
+        """Answer one step of an exchange flow."""
+        if step is NEED_TOKEN:
+            return await self.aget_token()
+        if isinstance(step, DropToken):
+            TOKEN_CACHE.invalidate((await self.aget_settings()).cache_key, step.token)
+            return None
+        assert isinstance(step, Outgoing)
+        response = await self._require_client().request(
+            step.method,
+            step.url,
+            json=step.json,
+            params=step.params,
+            headers=dict(step.headers),
+            timeout=step.timeout or httpx.USE_CLIENT_DEFAULT,
+        )
+        return Answer(
+            response.status_code, response.headers, response.content, str(response.url), raw=response
+        )
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -173,97 +137,28 @@ class ButlrAsyncHook(BaseHook):
         path: str,
         *,
         json: Any = None,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send an authenticated request and return its JSON body.
-
-        Same behaviour as ``ButlrHook.request_json``: 429/5xx/network errors retried per the policy
-        (honouring ``Retry-After``), one replay after a 401 with a fresh login, a ``ButlrError`` for
-        an error status or an exhausted budget.
-        """
+        """Send an authenticated request and return its JSON body: ``ButlrHook.request_json``'s rules."""
         settings = await self.aget_settings()
-        client = self._require_client()
-        method = method.upper()
-        url = self.url_for(settings, path)
-        endpoint = urlsplit(url).path
-        headers = headers_for(json)
+        self._require_client()
+        call = make_call(settings, method, path, json=json, params=params)
+        outcome = await awith_retries(
+            lambda: adrive(authorised_flow(call, settings), self._aperform),
+            self.options.retry_policy_for(settings),
+            call.method,
+            call.endpoint,
+        )
+        return outcome.payload
 
-        async def send() -> tuple[httpx.Response, str]:
-            token = await self.aget_token()
-            response = await client.request(
-                method, url, json=json, params=params, headers={**headers, **bearer_header(token)}
-            )
-            return response, token
-
-        async def attempt() -> Any:
-            response, token = await send()
-            if _token_refused(response, endpoint):
-                TOKEN_CACHE.invalidate(settings.cache_key, token)
-                self.log.info(
-                    "Butlr %s %s refused the token; logging in again and replaying once.", method, endpoint
-                )
-                response, token = await send()
-                if _token_refused(response, endpoint):
-                    TOKEN_CACHE.invalidate(settings.cache_key, token)
-                    raise ButlrAuthError(
-                        f"Butlr {method} {endpoint} refused the token (HTTP {response.status_code}) even after "
-                        f"a fresh login ({error_text(response.text, (settings.secret,))})",
-                        status=response.status_code,
-                        method=method,
-                        endpoint=endpoint,
-                        attempts=2,
-                    )
-            if response.status_code in RETRYABLE_STATUSES:
-                raise TransientHTTPError(
-                    response.status_code,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    detail=error_text(response.text, (settings.secret,)),
-                )
-            if response.status_code >= 400:
-                if response.status_code == 403:  # a token Butlr refuses must not stay cached (no replay)
-                    TOKEN_CACHE.invalidate(settings.cache_key, token)
-                raise status_error(
-                    response.status_code,
-                    error_text(response.text, (settings.secret,)),
-                    method=method,
-                    endpoint=endpoint,
-                )
-            if response.status_code in NO_CONTENT_STATUSES:
-                return None  # 204 has no body to parse
-            try:
-                return response.json()
-            except ValueError as err:
-                raise TransientDataError(f"malformed JSON in a {response.status_code} answer") from err
-
-        return await self._with_retries(attempt, method, endpoint, settings)
-
-    async def _with_retries(self, attempt: Any, method: str, endpoint: str, settings: ButlrSettings) -> Any:
-        policy = self._retry_policy(settings)
-        retrying = policy.async_retrying(f"{method} {endpoint}")
-        try:
-            return await retrying(attempt)
-        except Exception as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            error = give_up_error(
-                exc, method=method, endpoint=endpoint, attempts=attempts, max_retries=policy.max_retries
-            )
-            if error is exc:
-                raise
-            raise error from exc
-
-
-def _token_refused(response: httpx.Response, endpoint: str) -> bool:
-    """HTTP 401, or GraphQL's HTTP 200 with an ``UNAUTHENTICATED`` error: both mean "log in again"."""
-    if response.status_code == 401:
-        return True
-    if response.status_code != 200 or not endpoint.rstrip("/").endswith(GRAPHQL_PATH):
-        return False
-    try:
-        payload = response.json()
-    except ValueError:
-        return False
-    errors = payload.get("errors") if isinstance(payload, dict) else None
-    return isinstance(errors, list) and is_unauthenticated(errors)
+    async def agraphql(
+        self, query: str, variables: dict[str, Any] | None = None, operation_name: str | None = None
+    ) -> Any:
+        """Run a GraphQL query; return ``data``. Any ``errors`` entry raises ButlrGraphQLError."""
+        payload = await self.arequest_json(
+            "POST", GRAPHQL_PATH, json=graphql_body(query, variables, operation_name)
+        )
+        return graphql_data(payload, await self.aget_settings())
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:

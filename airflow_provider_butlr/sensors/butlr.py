@@ -33,10 +33,11 @@ from airflow_provider_butlr.conditions import (
     PollRequest,
     Verdict,
     condition_from_dict,
-    raise_for_payload_errors,
+    poll_flow,
     rfc3339,
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError
+from airflow_provider_butlr.exchange import drive
 from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.reporting import (
     MEASUREMENTS,
@@ -51,6 +52,7 @@ from airflow_provider_butlr.reporting import (
     validate_measurements,
 )
 from airflow_provider_butlr.run_dates import run_day
+from airflow_provider_butlr.settings import ClientOptions
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -76,18 +78,12 @@ def default_deferrable() -> bool:
 
 
 def poll_sync(hook: ButlrHook, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
-    """One poll on the worker: the plan's gate, else its requests (in order) and their evaluation."""
-    gate = plan.gate(now)
-    if gate is not None:
-        return gate, []
-    responses = []
-    for request in plan.render(now):
-        payload = hook.request_json(
-            request.method, request.endpoint, json=request.json, params=request.params
-        )
-        raise_for_payload_errors(request.endpoint, payload)
-        responses.append(payload)
-    return plan.evaluate(responses, time.time()), responses
+    """One poll on the worker (:func:`~airflow_provider_butlr.conditions.poll_flow`) driven by the sync hook."""
+
+    def send(request: PollRequest) -> Any:
+        return hook.request_json(request.method, request.endpoint, json=request.json, params=request.params)
+
+    return drive(poll_flow(plan, now, time.time), send)
 
 
 def _seconds(value: timedelta | float | int, name: str) -> float:
@@ -107,6 +103,8 @@ class _ButlrPollingSensor(BaseSensorOperator):
         ``[operators] default_deferrable``).
     :param max_consecutive_failures: failed polls in a row the trigger tolerates before failing.
     :param max_retries: retries inside one poll (429/5xx/network); None = the connection's.
+    :param hook_params: further hook options (``timeout``, ``retry_wait_initial``, ``retry_wait_max``,
+        ``retry_after_cap``); they reach the trigger too.
     """
 
     template_fields: Sequence[str] = ("butlr_conn_id",)
@@ -119,6 +117,7 @@ class _ButlrPollingSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
         max_retries: int | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,10 +127,9 @@ class _ButlrPollingSensor(BaseSensorOperator):
             raise ButlrConfigurationError(
                 f"max_consecutive_failures {max_consecutive_failures!r} must be a whole number >= 1"
             )
-        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
-            raise ButlrConfigurationError(f"max_retries {max_retries!r} must be a whole number >= 0, or None")
+        params = {**(hook_params or {}), **({} if max_retries is None else {"max_retries": max_retries})}
+        self.hook_params = ClientOptions.from_hook_params(params).as_hook_params()  # refused here if wrong
         self.max_consecutive_failures = max_consecutive_failures
-        self.max_retries = max_retries
         self._plan: PollPlan | None = None
         self._hook: ButlrHook | None = None
 
@@ -150,7 +148,7 @@ class _ButlrPollingSensor(BaseSensorOperator):
     @property
     def hook(self) -> ButlrHook:
         if self._hook is None:
-            self._hook = ButlrHook(self.butlr_conn_id, max_retries=self.max_retries)
+            self._hook = ButlrHook(self.butlr_conn_id, **self.hook_params)
         return self._hook
 
     def plan_for(self, context: Context) -> PollPlan:
@@ -200,7 +198,7 @@ class _ButlrPollingSensor(BaseSensorOperator):
             exponential_backoff=self.exponential_backoff,
             max_poll_interval=self.max_wait.total_seconds() if self.max_wait else None,
             max_consecutive_failures=self.max_consecutive_failures,
-            max_retries=self.max_retries,
+            hook_params=self.hook_params,
             return_responses=self.needs_responses,
             max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
             unsuccessful_polls=unsuccessful_polls,

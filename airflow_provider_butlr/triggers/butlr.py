@@ -17,15 +17,17 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_butlr.conditions import PollPlan, Verdict, raise_for_payload_errors, rfc3339
+from airflow_provider_butlr.conditions import PollPlan, PollRequest, Verdict, poll_flow, rfc3339
 from airflow_provider_butlr.exceptions import (
     ButlrAPIError,
     ButlrAuthError,
     ButlrConfigurationError,
     ButlrError,
 )
+from airflow_provider_butlr.exchange import adrive
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
 from airflow_provider_butlr.retry import describe, is_transient
+from airflow_provider_butlr.settings import ClientOptions
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -52,18 +54,14 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 async def poll_once(hook: ButlrAsyncHook, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
-    """One poll: the plan's gate, else its requests (in order) and their evaluation."""
-    gate = plan.gate(now)
-    if gate is not None:
-        return gate, []
-    responses = []
-    for request in plan.render(now):
-        payload = await hook.arequest_json(
+    """One poll (:func:`~airflow_provider_butlr.conditions.poll_flow`) driven by the async hook."""
+
+    async def send(request: PollRequest) -> Any:
+        return await hook.arequest_json(
             request.method, request.endpoint, json=request.json, params=request.params
         )
-        raise_for_payload_errors(request.endpoint, payload)
-        responses.append(payload)
-    return plan.evaluate(responses, time.time()), responses
+
+    return await adrive(poll_flow(plan, now, time.time), send)
 
 
 class ButlrTrigger(BaseTrigger):
@@ -76,12 +74,11 @@ class ButlrTrigger(BaseTrigger):
     :param exponential_backoff: double the interval after every unsuccessful poll, up to ``max_poll_interval``.
     :param max_poll_interval: longest interval with ``exponential_backoff`` (default: 1 hour).
     :param max_consecutive_failures: failed polls in a row before an ``error`` event.
-    :param max_retries: retries inside one poll (429/5xx/network); None = the connection's.
+    :param hook_params: options of the async hook (``timeout``, ``max_retries``, ``retry_wait_initial``,
+        ``retry_wait_max``, ``retry_after_cap``): the sensor's hook options, JSON-safe.
     :param return_responses: put the responses of the successful poll in the event (for a worker-side
         ``response_check``); refused when they exceed ``max_response_bytes``.
     :param max_response_bytes: size limit of the returned responses, as JSON.
-    :param retry_wait_initial: first backoff wait inside one poll, seconds.
-    :param retry_wait_max: longest backoff wait inside one poll, seconds.
     :param unsuccessful_polls: polls already made without success (earlier deferrals of the same
         wait): ``exponential_backoff`` continues from there instead of starting over.
     """
@@ -91,16 +88,14 @@ class ButlrTrigger(BaseTrigger):
         *,
         plan: dict[str, Any],
         deadline: float,
-        butlr_conn_id: str = "butlr_default",
+        butlr_conn_id: str = ButlrAsyncHook.default_conn_name,
         poll_interval: float = 60.0,
         exponential_backoff: bool = False,
         max_poll_interval: float | None = None,
         max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
-        max_retries: int | None = None,
+        hook_params: dict[str, Any] | None = None,
         return_responses: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        retry_wait_initial: float = 0.5,
-        retry_wait_max: float = 30.0,
         unsuccessful_polls: int = 0,
     ) -> None:
         super().__init__()
@@ -118,11 +113,9 @@ class ButlrTrigger(BaseTrigger):
         self.exponential_backoff = exponential_backoff
         self.max_poll_interval = max_poll_interval
         self.max_consecutive_failures = max_consecutive_failures
-        self.max_retries = max_retries
+        self.hook_params = ClientOptions.from_hook_params(hook_params).as_hook_params()  # validated early
         self.return_responses = return_responses
         self.max_response_bytes = max_response_bytes
-        self.retry_wait_initial = retry_wait_initial
-        self.retry_wait_max = retry_wait_max
         self.unsuccessful_polls = max(int(unsuccessful_polls), 0)
         self._hook: ButlrAsyncHook | None = None
         self.polls = 0  # polls made by run() (gate-only polls included)
@@ -138,11 +131,9 @@ class ButlrTrigger(BaseTrigger):
                 "exponential_backoff": self.exponential_backoff,
                 "max_poll_interval": self.max_poll_interval,
                 "max_consecutive_failures": self.max_consecutive_failures,
-                "max_retries": self.max_retries,
+                "hook_params": self.hook_params,
                 "return_responses": self.return_responses,
                 "max_response_bytes": self.max_response_bytes,
-                "retry_wait_initial": self.retry_wait_initial,
-                "retry_wait_max": self.retry_wait_max,
                 "unsuccessful_polls": self.unsuccessful_polls,
             },
         )
@@ -164,12 +155,7 @@ class ButlrTrigger(BaseTrigger):
         failures = 0
         unsuccessful = self.unsuccessful_polls
         last_message = "no poll made yet"
-        hook = ButlrAsyncHook(
-            self.butlr_conn_id,
-            max_retries=self.max_retries,
-            retry_wait_initial=self.retry_wait_initial,
-            retry_wait_max=self.retry_wait_max,
-        )
+        hook = ButlrAsyncHook(self.butlr_conn_id, **self.hook_params)
         self._hook = hook
         try:
             async with hook:
@@ -186,7 +172,17 @@ class ButlrTrigger(BaseTrigger):
                         return
                     self.polls += 1
                     try:
-                        verdict, responses = await poll_once(hook, plan, time.time())
+                        # the deadline holds while a request is in flight, not only between polls
+                        verdict, responses = await asyncio.wait_for(
+                            poll_once(hook, plan, time.time()), max(self.deadline - time.time(), 0.001)
+                        )
+                    except asyncio.TimeoutError:
+                        yield self._event(
+                            "timeout",
+                            f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "
+                            f"after {self.polls} poll(s); the last poll was still in flight",
+                        )
+                        return
                     except Exception as exc:
                         if is_permanent(exc):
                             yield self._event(
