@@ -75,7 +75,7 @@ def hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
 
 
 def test_redirect_to_another_host_is_refused_and_never_followed(hosts: tuple[str, str]) -> None:
-    with pytest.raises(ButlrAPIError, match="to another host, 127.0.0.2; refusing to follow"):
+    with pytest.raises(ButlrAPIError, match=r"to another host, 127\.0\.0\.2; refusing to follow"):
         ButlrHook().request("GET", "/api/v3/anything")
     assert _Recorder.seen == []  # the other host never saw a request, with or without the token
 

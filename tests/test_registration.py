@@ -29,7 +29,7 @@ from airflow_provider_butlr import (
     __version__,
     get_provider_info,
 )
-from airflow_provider_butlr._compat import (
+from tests.airflow_versions import (
     AIRFLOW_V_3_1_PLUS,
     AIRFLOW_V_3_2_PLUS,
     AIRFLOW_V_3_3_PLUS,

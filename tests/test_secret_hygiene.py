@@ -131,7 +131,7 @@ def _quiet_debug_records_of_airflow_3_0() -> None:
     request that registers the secret with the masker (a worker's supervisor logs it with the body
     omitted, and 3.1+ configures logging at INFO). Filter below INFO, as a configured Airflow does.
     """
-    from airflow_provider_butlr._compat import AIRFLOW_V_3_1_PLUS
+    from tests.airflow_versions import AIRFLOW_V_3_1_PLUS
 
     if not AIRFLOW_V_3_1_PLUS:
         import logging

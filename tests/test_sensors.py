@@ -16,7 +16,6 @@ import pytest
 import time_machine
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from airflow_provider_butlr._compat import AirflowRescheduleException
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError, ButlrGraphQLError
 from airflow_provider_butlr.sensors.butlr import (
     ButlrDataCompleteSensor,
@@ -25,6 +24,7 @@ from airflow_provider_butlr.sensors.butlr import (
 )
 from airflow_provider_butlr.testing.series import minute_values, series_assets
 from airflow_provider_butlr.triggers.butlr import ButlrTrigger
+from tests.airflow_versions import AirflowRescheduleException
 
 REPORTING = "/api/v3/reporting"
 GRAPHQL = "/api/v3/graphql"
