@@ -35,6 +35,7 @@ from airflow_provider_butlr.exceptions import (
 from airflow_provider_butlr.retry import (
     NO_CONTENT_STATUSES,
     RETRYABLE_STATUSES,
+    DeadlineExceeded,
     RetryPolicy,
     TransientDataError,
     TransientHTTPError,
@@ -144,6 +145,46 @@ class Outcome:
 
     answer: Answer
     payload: Any = None
+
+
+# --- reading bodies within limits ------------------------------------------------------------------
+
+ERROR_BODY_LIMIT = 64 * 1024  # what is kept of an error answer (its text goes into messages)
+READ_CHUNK = 256 * 1024
+
+
+class BodyReader:
+    """Collects a streamed body up to a size cap and a deadline (the drivers feed it chunks)."""
+
+    def __init__(self, status: int, url: str, limit: int, deadline: float, seconds: float) -> None:
+        self.error = status >= 300
+        self.limit = min(limit, ERROR_BODY_LIMIT) if self.error else limit
+        self.url = url
+        self.deadline = deadline
+        self.seconds = seconds
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes, now: float) -> bool:
+        """Add a chunk; False once an error body has enough (stop reading). Raises past the limits."""
+        if now > self.deadline:
+            raise DeadlineExceeded(self.seconds)
+        room = self.limit - self._size
+        if len(chunk) > room:
+            if self.error:
+                self._parts.append(chunk[:room])
+                self._size = self.limit
+                return False
+            raise ButlrDataError(
+                f"Butlr answer from {urlsplit(self.url).path} is larger than max_response_bytes="
+                f"{self.limit} (connection extra); narrow the request or raise the limit"
+            )
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        return True
+
+    def body(self) -> bytes:
+        return b"".join(self._parts)
 
 
 # --- URLs ------------------------------------------------------------------------------------------
@@ -428,28 +469,35 @@ async def adrive(flow: Generator[S, Any, T], perform: Callable[[S], Awaitable[An
 
 
 def _final_error(
-    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str]
+    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
 ) -> BaseException:
     attempts = retrying.statistics.get("attempt_number", 1)
     return give_up_error(
-        exc, method=label[0], endpoint=label[1], attempts=attempts, max_retries=policy.max_retries
+        exc,
+        method=label[0],
+        endpoint=label[1],
+        base_url=label[2],
+        attempts=attempts,
+        max_retries=policy.max_retries,
     )
 
 
-def with_retries(attempt: Callable[[], T], policy: RetryPolicy, method: str, endpoint: str) -> T:
-    """Run ``attempt`` under the retry policy; a final failure becomes a ButlrError."""
+def with_retries(
+    attempt: Callable[[], T], policy: RetryPolicy, method: str, endpoint: str, base_url: str
+) -> T:
+    """Run ``attempt`` under the retry policy; a final failure becomes a ButlrError naming the call."""
     retrying = policy.retrying(f"{method} {endpoint}")
     try:
         return retrying(attempt)
     except Exception as exc:
-        error = _final_error(exc, retrying, policy, (method, endpoint))
+        error = _final_error(exc, retrying, policy, (method, endpoint, base_url))
         if error is exc:
             raise
         raise error from exc
 
 
 async def awith_retries(
-    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, method: str, endpoint: str
+    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, method: str, endpoint: str, base_url: str
 ) -> T:
     """The async twin of :func:`with_retries`."""
     retrying = policy.async_retrying(f"{method} {endpoint}")
@@ -460,7 +508,7 @@ async def awith_retries(
     try:
         return await retrying(run_attempt)
     except Exception as exc:
-        error = _final_error(exc, retrying, policy, (method, endpoint))
+        error = _final_error(exc, retrying, policy, (method, endpoint, base_url))
         if error is exc:
             raise
         raise error from exc

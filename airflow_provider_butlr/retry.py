@@ -44,6 +44,13 @@ class TransientHTTPError(Exception):
         self.detail = detail
 
 
+class DeadlineExceeded(Exception):
+    """An attempt did not complete (connect, headers and body) within its deadline; retryable."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s (the connection's timeout)")
+
+
 class TransientDataError(Exception):
     """A 2xx answer whose body could not be parsed (truncated or malformed JSON): worth another try."""
 
@@ -114,7 +121,7 @@ def _is_tls_error(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """Network errors, timeouts, 429/5xx and unparsable 2xx bodies are retried; nothing else is."""
-    if isinstance(exc, (TransientHTTPError, TransientDataError)):
+    if isinstance(exc, (TransientHTTPError, TransientDataError, DeadlineExceeded)):
         return True
     if _is_tls_error(exc):
         return False  # a certificate (or scheme/port) problem does not heal by retrying
@@ -150,7 +157,7 @@ def describe(exc: BaseException | None) -> str:
         if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
             return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
         return f"TLS handshake failed ({cause}); check the scheme and port of the connection's host"
-    if isinstance(exc, (TransientHTTPError, TransientDataError)):
+    if isinstance(exc, (TransientHTTPError, TransientDataError, DeadlineExceeded)):
         return str(exc)
     if _is_requests_error(exc, "ChunkedEncodingError"):
         return f"connection broken mid-response ({type(exc).__name__})"
@@ -212,7 +219,13 @@ class RetryPolicy:
 
 
 def give_up_error(
-    exc: BaseException, *, method: str, endpoint: str, attempts: int, max_retries: int
+    exc: BaseException,
+    *,
+    method: str,
+    endpoint: str,
+    attempts: int,
+    max_retries: int,
+    base_url: str | None = None,
 ) -> BaseException:
     """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient).
 
@@ -220,18 +233,19 @@ def give_up_error(
     """
     if isinstance(exc, ButlrError):
         return exc
+    where = f"{endpoint} at {base_url}" if base_url else endpoint  # "connection refused" names the host
     if not is_transient(exc):
         if _is_requests_error(exc, "RequestException") or _is_httpx_error(exc, "RequestError"):
             # e.g. TLS: users catch ButlrError only
             return ButlrAPIError(
-                f"Butlr {method} {endpoint} failed: {describe(exc)}",
+                f"Butlr {method} {where} failed: {describe(exc)}",
                 method=method,
                 endpoint=endpoint,
                 attempts=attempts,
             )
         return exc
     message = (
-        f"Butlr {method} {endpoint} failed after {attempts} attempt(s) "
+        f"Butlr {method} {where} failed after {attempts} attempt(s) "
         f"({max_retries} retries allowed): {describe(exc)}"
     )
     if isinstance(exc, TransientHTTPError) and exc.status == 429:

@@ -22,8 +22,11 @@ from airflow_provider_butlr import (
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.retry import RetryPolicy
+from airflow_provider_butlr.scrub import remember_secret
 
 EXTRA_PREFIX = "extra__butlr__"
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # one answer; larger ones fail naming the endpoint
+MIN_RESPONSE_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ButlrSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     verify: bool | str = True
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def secret_fingerprint(self) -> str:
@@ -222,6 +226,7 @@ def settings_from_fields(
         raise ButlrConfigurationError(
             f"the {secret_label} is missing (connection {conn_id}, field password, shown as 'Client Secret')"
         )
+    remember_secret(str(password))  # scrubbed from every text from now on, whatever echoes it
     audience = str(_extra_value(extra, "audience") or DEFAULT_AUDIENCE).strip()
     return ButlrSettings(
         conn_id=conn_id,
@@ -233,6 +238,9 @@ def settings_from_fields(
         timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, 1, conn_id)),
         max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, 0, conn_id),
         verify=_verify_extra(extra, conn_id),
+        max_response_bytes=_int_extra(
+            extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES, conn_id
+        ),
     )
 
 

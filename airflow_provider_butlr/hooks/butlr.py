@@ -18,7 +18,9 @@ from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
 from airflow_provider_butlr.exchange import (
     GRAPHQL_PATH,
     NEED_TOKEN,
+    READ_CHUNK,
     Answer,
+    BodyReader,
     DropToken,
     Outcome,
     Outgoing,
@@ -149,6 +151,7 @@ class ButlrHook(ButlrBaseHook):
             policy,
             "POST",
             login_endpoint(settings),
+            settings.base_url,
         )
         mask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -162,9 +165,13 @@ class ButlrHook(ButlrBaseHook):
         if self._session is None:
             import requests
 
+            from airflow_provider_butlr.hooks.deadline import DeadlineAdapter
+
             session = requests.Session()
             session.verify = self.settings.verify
             session.auth = BearerAuth(self)
+            for prefix in ("https://", "http://"):
+                session.mount(prefix, DeadlineAdapter())
             self._session = session
         return self._session
 
@@ -194,19 +201,35 @@ class ButlrHook(ButlrBaseHook):
         return self._transmit(step)
 
     def _transmit(self, out: Outgoing) -> Answer:
-        # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
-        response = self.get_conn().request(
-            out.method,
-            out.url,
-            json=out.json,
-            params=out.params,
-            headers=dict(out.headers),
-            timeout=out.timeout or self.timeout,
-            verify=self.settings.verify,
-            allow_redirects=False,
-            auth=_no_auth,
-        )
-        return Answer(response.status_code, response.headers, response.content, response.url, raw=response)
+        """Send one request; the whole answer within the timeout (a total deadline) and the size cap."""
+        from airflow_provider_butlr.hooks.deadline import deadline
+
+        seconds = out.timeout or self.timeout
+        session = self.get_conn()
+        with deadline(seconds) as guard:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
+            response = session.request(
+                out.method,
+                out.url,
+                json=out.json,
+                params=out.params,
+                headers=dict(out.headers),
+                timeout=seconds,
+                verify=self.settings.verify,
+                allow_redirects=False,
+                auth=_no_auth,
+                stream=True,
+            )
+            with response:
+                reader = BodyReader(
+                    response.status_code, out.url, self.settings.max_response_bytes, guard.deadline, seconds
+                )
+                for chunk in response.iter_content(READ_CHUNK):
+                    if not reader.feed(chunk, time.monotonic()):
+                        break
+        body = reader.body()
+        response._content = body  # what response.json() / .text read for callers of request()
+        return Answer(response.status_code, response.headers, body, response.url, raw=response)
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -237,6 +260,7 @@ class ButlrHook(ButlrBaseHook):
             policy or self.retry_policy,
             call.method,
             call.endpoint,
+            self.settings.base_url,
         )
 
     def request(

@@ -102,6 +102,7 @@ class ButlrAsyncHook(ButlrBaseHook):
             self.options.retry_policy_for(settings),
             "POST",
             login_endpoint(settings),
+            settings.base_url,
         )
         await amask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -148,6 +149,7 @@ class ButlrAsyncHook(ButlrBaseHook):
             self.options.retry_policy_for(settings),
             call.method,
             call.endpoint,
+            settings.base_url,
         )
         return outcome.payload
 

@@ -45,6 +45,7 @@ from airflow_provider_butlr.reporting import (
     validate_timezone,
 )
 from airflow_provider_butlr.run_dates import context_datetime, run_day
+from airflow_provider_butlr.scrub import scrub_json
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -295,12 +296,16 @@ class ButlrOperator(BaseOperator):
         method = self.resolved_method()
         with ButlrHook(self.butlr_conn_id) as hook:
             payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
-        redacted = redact_secret_fields(payload)  # masks credentials before user code can log them
+        # by key (masks new credentials before user code can log them) and by value (the connection's
+        # secret and every token seen in this process, wherever an answer echoes them)
+        redacted = scrub_json(redact_secret_fields(payload))
         if self.response_check is not None and not self.response_check(payload):
             raise ButlrError(f"response_check returned False for Butlr {method} {self.endpoint}")
         if self.response_filter is None:
             return ensure_json(redacted, "the response")
-        return redact_secret_fields(ensure_json(self.response_filter(payload), "response_filter's result"))
+        return scrub_json(
+            redact_secret_fields(ensure_json(self.response_filter(payload), "response_filter's result"))
+        )
 
 
 # --- ButlrReportingOperator --------------------------------------------------------------------
