@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from airflow_provider_butlr.testing.clock import EmulatorClock
     from airflow_provider_butlr.testing.config import EmulatorConfig
     from airflow_provider_butlr.testing.emulator import ButlrEmulator
-    from airflow_provider_butlr.testing.seed import OrgSize, build_org
+    from airflow_provider_butlr.testing.org.seed import OrgSize, build_org
 
 __all__ = ["ButlrEmulator", "EmulatorClock", "EmulatorConfig", "OrgSize", "build_org"]
 
@@ -19,8 +19,8 @@ _LAZY = {
     "ButlrEmulator": "airflow_provider_butlr.testing.emulator",
     "EmulatorConfig": "airflow_provider_butlr.testing.config",
     "EmulatorClock": "airflow_provider_butlr.testing.clock",
-    "OrgSize": "airflow_provider_butlr.testing.seed",
-    "build_org": "airflow_provider_butlr.testing.seed",
+    "OrgSize": "airflow_provider_butlr.testing.org.seed",
+    "build_org": "airflow_provider_butlr.testing.org.seed",
 }
 
 

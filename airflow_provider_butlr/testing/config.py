@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-
-if TYPE_CHECKING:
-    from airflow_provider_butlr.testing.seed import OrgSize
+from airflow_provider_butlr.testing.org.seed import OrgSize, resolve_size
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
 
 _ENGINE = EngineSettings()
 
@@ -26,7 +24,7 @@ EXPIRES_IN_MODES = ("present", "absent")
 class EmulatorConfig:
     """Everything that shapes the emulator's behaviour; change fields at runtime to switch modes.
 
-    The time-series engine (``reporting_engine.py``) adds its own ``reporting_*`` fields here.
+    The time-series engine (``timeseries/reporting.py``) adds its own ``reporting_*`` fields here.
     """
 
     seed: int = 42
@@ -45,7 +43,7 @@ class EmulatorConfig:
     expires_in_mode: str = "present"
     # Largest request body accepted, in bytes (413 above).
     max_body_bytes: int = 10 * 1024 * 1024
-    # Time-series engine (reporting_engine.py); meanings and defaults documented in reporting_settings.py.
+    # Time-series engine (timeseries/reporting.py); meanings and defaults in timeseries/settings.py.
     reporting_max_ids: int = _ENGINE.reporting_max_ids
     reporting_max_ids_long: int = _ENGINE.reporting_max_ids_long
     reporting_long_range_hours: int = _ENGINE.reporting_long_range_hours
@@ -72,8 +70,6 @@ class EmulatorConfig:
             raise ValueError(
                 f"token_lifetime must be a positive number of seconds, got {self.token_lifetime}"
             )
-        from airflow_provider_butlr.testing.seed import resolve_size
-
         resolve_size(self.size)
         if self.latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {self.latency}")
@@ -81,6 +77,4 @@ class EmulatorConfig:
 
     def replace(self, **changes: Any) -> EmulatorConfig:
         """A copy with ``changes`` applied (unknown names raise TypeError naming them)."""
-        from dataclasses import replace
-
         return replace(self, **changes)

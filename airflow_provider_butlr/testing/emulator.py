@@ -8,17 +8,17 @@ from dataclasses import fields
 from types import TracebackType
 from typing import Any
 
-from airflow_provider_butlr.testing.api import ButlrAPI
-from airflow_provider_butlr.testing.auth import TokenAuthority
 from airflow_provider_butlr.testing.clock import EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
-from airflow_provider_butlr.testing.counters import Counters
-from airflow_provider_butlr.testing.faults import FaultSchedule
-from airflow_provider_butlr.testing.graphql_api import GraphQLService
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.seed import build_org
-from airflow_provider_butlr.testing.server import EmulatorHTTPServer
-from airflow_provider_butlr.testing.webhooks import WebhookStore
+from airflow_provider_butlr.testing.graphql.service import GraphQLService
+from airflow_provider_butlr.testing.graphql.webhooks import WebhookStore
+from airflow_provider_butlr.testing.http.api import ButlrAPI
+from airflow_provider_butlr.testing.http.auth import TokenAuthority
+from airflow_provider_butlr.testing.http.counters import Counters
+from airflow_provider_butlr.testing.http.faults import FaultSchedule
+from airflow_provider_butlr.testing.http.server import EmulatorHTTPServer
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.org.seed import build_org
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(EmulatorConfig))
 

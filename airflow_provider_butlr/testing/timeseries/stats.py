@@ -16,19 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.reporting_errors import BadRequest, Overloaded
-from airflow_provider_butlr.testing.reporting_request import TimeConstraints, parse_time_constraints
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-from airflow_provider_butlr.testing.reporting_time import (
-    DAY,
-    MINUTE,
-    TimeFormatError,
-    is_relative_time,
-    parse_date_or_rfc3339,
-)
-from airflow_provider_butlr.testing.reporting_windows import allowed_minute_runs
-from airflow_provider_butlr.testing.series import (
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest, Overloaded
+from airflow_provider_butlr.testing.timeseries.request import TimeConstraints, parse_time_constraints
+from airflow_provider_butlr.testing.timeseries.series import (
     FLOOR_OCCUPANCY,
     ROOM_OCCUPANCY,
     TRAFFIC_FLOOR_OCCUPANCY,
@@ -37,6 +28,15 @@ from airflow_provider_butlr.testing.series import (
     SeriesSource,
     series_source,
 )
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
+from airflow_provider_butlr.testing.timeseries.timeutils import (
+    DAY,
+    MINUTE,
+    TimeFormatError,
+    is_relative_time,
+    parse_date_or_rfc3339,
+)
+from airflow_provider_butlr.testing.timeseries.windows import allowed_minute_runs
 
 STATS_MEASUREMENTS: tuple[str, ...] = tuple(
     f"occupancy_{used}{agg}_{kind}"

@@ -2,7 +2,7 @@
 
 ``run_reporting(org, body, now, config)`` returns the full response body; ``run_stats`` likewise. Both
 raise :class:`BadRequest` (HTTP 400) or :class:`Overloaded` (HTTP 504); ``err.status`` and ``err.body()``
-give the answer to send. Values come from :mod:`series` (the ground truth); this module windows them.
+give the answer to send. Values come from :mod:`.series` (the ground truth); this module windows them.
 
 Behaviour worth knowing (butlr-api.md 3.3-3.6, [GUESS] choices configurable in ``EngineSettings``):
 
@@ -28,14 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.reporting_errors import BadRequest, Overloaded, ReportingError
-from airflow_provider_butlr.testing.reporting_request import ReportingQuery, parse_reporting_body
-from airflow_provider_butlr.testing.reporting_series import SeriesInfo, select_series
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-from airflow_provider_butlr.testing.reporting_shapes import Row, shape_response, silent_empty
-from airflow_provider_butlr.testing.reporting_time import HOUR, MINUTE, offset_text
-from airflow_provider_butlr.testing.reporting_windows import (
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest, Overloaded, ReportingError
+from airflow_provider_butlr.testing.timeseries.request import ReportingQuery, parse_reporting_body
+from airflow_provider_butlr.testing.timeseries.selection import SeriesInfo, select_series
+from airflow_provider_butlr.testing.timeseries.series import (
+    FLOOR_PRESENCE_SECS,
+    ROOM_PRESENCE_SECS,
+    ZONE_PRESENCE_SECS,
+    series_source,
+)
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
+from airflow_provider_butlr.testing.timeseries.shapes import Row, shape_response, silent_empty
+from airflow_provider_butlr.testing.timeseries.stats import compute_stats
+from airflow_provider_butlr.testing.timeseries.timeutils import HOUR, MINUTE, offset_text
+from airflow_provider_butlr.testing.timeseries.windows import (
     Window,
     WindowQuality,
     allowed_minute_runs,
@@ -43,12 +50,6 @@ from airflow_provider_butlr.testing.reporting_windows import (
     make_windows,
     time_text,
     window_quality,
-)
-from airflow_provider_butlr.testing.series import (
-    FLOOR_PRESENCE_SECS,
-    ROOM_PRESENCE_SECS,
-    ZONE_PRESENCE_SECS,
-    series_source,
 )
 
 __all__ = ["BadRequest", "Overloaded", "ReportingError", "run_reporting", "run_stats"]
@@ -256,7 +257,5 @@ def run_reporting(org: Organization, body: Any, now: datetime, config: Any) -> d
 
 
 def run_stats(org: Organization, body: Any, now: datetime, config: Any) -> dict[str, Any]:
-    """The response body of ``POST /api/v4/reporting/stats`` (see :mod:`stats_engine`)."""
-    from airflow_provider_butlr.testing.stats_engine import compute_stats
-
+    """The response body of ``POST /api/v4/reporting/stats`` (see :mod:`.stats`)."""
     return compute_stats(org, body, now, EngineSettings.from_config(config))

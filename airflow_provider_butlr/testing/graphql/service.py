@@ -20,9 +20,9 @@ from graphql import (
     validate,
 )
 
-from airflow_provider_butlr.testing.graphql_sdl import SCHEMA_SDL
-from airflow_provider_butlr.testing.model import Hive, Organization, Sensor, Tag
-from airflow_provider_butlr.testing.webhooks import WebhookStore
+from airflow_provider_butlr.testing.graphql.sdl import SCHEMA_SDL
+from airflow_provider_butlr.testing.graphql.webhooks import WebhookStore
+from airflow_provider_butlr.testing.org.model import Hive, Organization, Sensor, Tag
 
 T = TypeVar("T")
 Resolver = Callable[..., Any]

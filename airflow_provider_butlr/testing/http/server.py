@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from airflow_provider_butlr.testing.counters import RequestRecord
+from airflow_provider_butlr.testing.http.counters import RequestRecord
 
 log = logging.getLogger(__name__)
 
