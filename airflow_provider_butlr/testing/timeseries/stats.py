@@ -29,6 +29,7 @@ from airflow_provider_butlr.testing.timeseries.series import (
     series_source,
 )
 from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
+from airflow_provider_butlr.testing.timeseries.shapes import js_number
 from airflow_provider_butlr.testing.timeseries.timeutils import (
     DAY,
     MINUTE,
@@ -151,7 +152,7 @@ def _stat(values: Sequence[int], measurement: str) -> float:
     chosen = [v for v in values if v > 0] if "_used_" in measurement else values
     if not chosen:
         return 0
-    return statistics.median(chosen) if "_median_" in measurement else sum(chosen) / len(chosen)
+    return js_number(statistics.median(chosen) if "_median_" in measurement else sum(chosen) / len(chosen))
 
 
 def compute_stats(org: Organization, body: Any, now: datetime, settings: EngineSettings) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def compute_stats(org: Organization, body: Any, now: datetime, settings: EngineS
             f"stats query too large ({len(query.items)} items x {days} days > "
             f"{settings.stats_max_item_days}); reduce time range or number of assets"
         )
-    data_end = int(now.timestamp()) // MINUTE - settings.reporting_missing_minutes
+    data_end = int(now.timestamp()) // MINUTE - settings.data_lag_minutes
     runs = [
         (a, min(b, data_end))
         for a, b in allowed_minute_runs(query.start, query.stop, query.constraints, tz_name)
