@@ -8,14 +8,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_butlr.testing.admin_client import EmulatorAdminClient, EmulatorAdminError
     from airflow_provider_butlr.testing.clock import EmulatorClock
     from airflow_provider_butlr.testing.config import EmulatorConfig
     from airflow_provider_butlr.testing.emulator import ButlrEmulator
     from airflow_provider_butlr.testing.org.seed import OrgSize, build_org
 
-__all__ = ["ButlrEmulator", "EmulatorClock", "EmulatorConfig", "OrgSize", "build_org"]
+__all__ = [
+    "ButlrEmulator",
+    "EmulatorAdminClient",
+    "EmulatorAdminError",
+    "EmulatorClock",
+    "EmulatorConfig",
+    "OrgSize",
+    "build_org",
+]
 
 _LAZY = {
+    "EmulatorAdminClient": "airflow_provider_butlr.testing.admin_client",
+    "EmulatorAdminError": "airflow_provider_butlr.testing.admin_client",
     "ButlrEmulator": "airflow_provider_butlr.testing.emulator",
     "EmulatorConfig": "airflow_provider_butlr.testing.config",
     "EmulatorClock": "airflow_provider_butlr.testing.clock",
