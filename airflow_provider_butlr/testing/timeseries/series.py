@@ -324,7 +324,7 @@ def minute_values(
 
     ``measurement`` is a reporting name (``room_occupancy``, ``traffic_room_occupancy``, ``traffic``
     with ``field`` "in"/"out" and a sensor id, ...). No data-quality masking: the reporting engine drops
-    minutes after ``now - missing_minutes``; tests apply that themselves. KeyError if the asset has no
+    minutes from ``now - data_lag_minutes`` on; tests apply that themselves. KeyError if the asset has no
     such series (see :func:`series_assets`).
     """
     first, count = _minute_range(start, stop)
