@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture
-def live(served: Served) -> Served:
+def live(served: Served) -> Iterator[Served]:
     """The served emulator with counters, faults and config as the flags left them."""
     yield served
     served.admin.set_config(rate_limit_per_minute=1000, data_lag_minutes=3)
@@ -121,6 +122,18 @@ def first_room(url: str, token: str) -> str:
     return next(
         s["room_id"] for s in answer["data"]["sensors"]["data"] if s["mode"] == "presence" and s["room_id"]
     )
+
+
+def test_the_docs_example_runs_against_a_served_emulator(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    served = serve(tmp_path, "--quiet")
+    try:
+        exec(block.replace("http://127.0.0.1:8765", served.url), {})
+        faults, clock = served.admin.faults(), served.admin.clock()
+    finally:
+        stop(served)
+    assert faults == [] and clock["frozen"] is False
 
 
 def test_start_flags_show_in_the_admin_api(served: Served) -> None:
