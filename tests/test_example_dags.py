@@ -141,7 +141,7 @@ def test_daily_occupancy_export_waits_for_the_complete_day_then_writes_every_sit
 
 
 def series_floors(emu: Any) -> list[str]:
-    from airflow_provider_butlr.testing.series import series_assets
+    from airflow_provider_butlr.testing.timeseries.series import series_assets
 
     return series_assets(emu.org, "floor_occupancy", emu.config.seed)
 

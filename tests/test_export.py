@@ -1,7 +1,7 @@
 """The streaming export against the emulator: rows equal the emulator's ground truth.
 
 The expected rows are computed here, independently of the provider's and the emulator's windowing
-code, from the emulator's per-minute series (``testing.series.minute_values``) and plain zoneinfo
+code, from the emulator's per-minute series (``testing.timeseries.series.minute_values``) and plain zoneinfo
 wall-clock truncation.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_butlr.exceptions import ButlrDataError
 from airflow_provider_butlr.export import ExportStats, fetch_pages, iter_export_rows
 from airflow_provider_butlr.reporting import ExportUnit, format_time, local_day_bounds
-from airflow_provider_butlr.testing.series import minute_values, series_assets
+from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
 
 UTC = timezone.utc
 REPORTING = "/api/v3/reporting"

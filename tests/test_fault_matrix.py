@@ -55,7 +55,7 @@ from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.operators.butlr import ButlrReportingOperator
 from airflow_provider_butlr.reporting import Row, local_day_bounds
 from airflow_provider_butlr.testing import ButlrEmulator
-from airflow_provider_butlr.testing.counters import LOGIN_PATHS
+from airflow_provider_butlr.testing.http.counters import LOGIN_PATHS
 from tests.conftest import TEST_CLIENT_SECRET, connection_json
 from tests.test_export import assert_same, exported, ground_truth
 

@@ -22,7 +22,7 @@ from airflow_provider_butlr.sensors.butlr import (
     ButlrOccupancySensor,
     ButlrSensor,
 )
-from airflow_provider_butlr.testing.series import minute_values, series_assets
+from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
 from airflow_provider_butlr.triggers.butlr import ButlrTrigger
 from tests.airflow_versions import AirflowRescheduleException
 

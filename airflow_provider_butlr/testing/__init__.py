@@ -8,19 +8,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_butlr.testing.admin_client import EmulatorAdminClient, EmulatorAdminError
     from airflow_provider_butlr.testing.clock import EmulatorClock
     from airflow_provider_butlr.testing.config import EmulatorConfig
     from airflow_provider_butlr.testing.emulator import ButlrEmulator
-    from airflow_provider_butlr.testing.seed import OrgSize, build_org
+    from airflow_provider_butlr.testing.org.seed import OrgSize, build_org
 
-__all__ = ["ButlrEmulator", "EmulatorClock", "EmulatorConfig", "OrgSize", "build_org"]
+__all__ = [
+    "ButlrEmulator",
+    "EmulatorAdminClient",
+    "EmulatorAdminError",
+    "EmulatorClock",
+    "EmulatorConfig",
+    "OrgSize",
+    "build_org",
+]
 
 _LAZY = {
+    "EmulatorAdminClient": "airflow_provider_butlr.testing.admin_client",
+    "EmulatorAdminError": "airflow_provider_butlr.testing.admin_client",
     "ButlrEmulator": "airflow_provider_butlr.testing.emulator",
     "EmulatorConfig": "airflow_provider_butlr.testing.config",
     "EmulatorClock": "airflow_provider_butlr.testing.clock",
-    "OrgSize": "airflow_provider_butlr.testing.seed",
-    "build_org": "airflow_provider_butlr.testing.seed",
+    "OrgSize": "airflow_provider_butlr.testing.org.seed",
+    "build_org": "airflow_provider_butlr.testing.org.seed",
 }
 
 

@@ -6,6 +6,24 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from airflow_provider_butlr.testing.timeseries.timeutils import parse_duration, parse_rfc3339
+
+CLOCK_SPEC_HELP = (
+    "an RFC 3339 time such as 2025-11-05T15:00:00Z, or an offset from now such as -2h, +30m, -1d"
+)
+
+
+def clock_moment(spec: str, now: datetime) -> datetime:
+    """The instant a clock spec names: an RFC 3339 time, or ``now`` moved by a signed duration."""
+    text = spec.strip() if isinstance(spec, str) else ""
+    if text[:1] in "+-" and text[1:2].isdigit():
+        seconds = parse_duration(text.lstrip("+"))
+        return now + timedelta(seconds=seconds)
+    try:
+        return datetime.fromtimestamp(parse_rfc3339(text), tz=timezone.utc)
+    except ValueError:
+        raise ValueError(f"clock {spec!r} is not {CLOCK_SPEC_HELP}") from None
+
 
 class EmulatorClock:
     """Thread-safe UTC clock.
@@ -71,3 +89,18 @@ class EmulatorClock:
     @property
     def frozen(self) -> bool:
         return self._frozen_at is not None
+
+    def set_spec(self, spec: str, *, frozen: bool = False) -> datetime:
+        """Jump to a clock spec (see :func:`clock_moment`), ticking unless ``frozen``; return the new now."""
+        self.set(clock_moment(spec, self.now()), tick=not frozen)
+        return self.now()
+
+    def describe(self) -> dict[str, object]:
+        """``{"now": RFC 3339, "timestamp": seconds, "frozen": bool, "offset_seconds": vs real time}``."""
+        now = self.timestamp()
+        return {
+            "now": datetime.fromtimestamp(now, tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+            "timestamp": now,
+            "frozen": self.frozen,
+            "offset_seconds": now - time.time(),
+        }

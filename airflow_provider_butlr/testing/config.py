@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-
-if TYPE_CHECKING:
-    from airflow_provider_butlr.testing.seed import OrgSize
+from airflow_provider_butlr.testing.org.seed import OrgSize, resolve_size
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
 
 _ENGINE = EngineSettings()
 
@@ -26,7 +24,7 @@ EXPIRES_IN_MODES = ("present", "absent")
 class EmulatorConfig:
     """Everything that shapes the emulator's behaviour; change fields at runtime to switch modes.
 
-    The time-series engine (``reporting_engine.py``) adds its own ``reporting_*`` fields here.
+    The time-series engine (``timeseries/reporting.py``) adds its own ``reporting_*`` fields here.
     """
 
     seed: int = 42
@@ -43,15 +41,20 @@ class EmulatorConfig:
     graphql_auth_error_mode: str = "http"
     # "absent" leaves expires_in out of login answers (clients must read the JWT exp claim).
     expires_in_mode: str = "present"
+    # Data requests (GraphQL, reporting, stats) per sliding 60 s window; beyond it HTTP 429 + Retry-After.
+    rate_limit_per_minute: int | None = None
+    # The admin API under /_emulator/: None = only when bound to a loopback address; True/False = always/never.
+    admin_api: bool | None = None
     # Largest request body accepted, in bytes (413 above).
     max_body_bytes: int = 10 * 1024 * 1024
-    # Time-series engine (reporting_engine.py); meanings and defaults documented in reporting_settings.py.
+    # Time-series engine (timeseries/reporting.py); meanings and defaults in timeseries/settings.py.
     reporting_max_ids: int = _ENGINE.reporting_max_ids
     reporting_max_ids_long: int = _ENGINE.reporting_max_ids_long
     reporting_long_range_hours: int = _ENGINE.reporting_long_range_hours
     reporting_max_series_minutes: int = _ENGINE.reporting_max_series_minutes
     reporting_incomplete_minutes: int = _ENGINE.reporting_incomplete_minutes
-    reporting_missing_minutes: int = _ENGINE.reporting_missing_minutes
+    data_lag_minutes: int = _ENGINE.data_lag_minutes
+    reporting_max_id_minutes: int | None = _ENGINE.reporting_max_id_minutes
     reporting_window_alignment: str = _ENGINE.reporting_window_alignment
     reporting_time_label: str = _ENGINE.reporting_time_label
     reporting_strict_keys: bool = _ENGINE.reporting_strict_keys
@@ -72,15 +75,22 @@ class EmulatorConfig:
             raise ValueError(
                 f"token_lifetime must be a positive number of seconds, got {self.token_lifetime}"
             )
-        from airflow_provider_butlr.testing.seed import resolve_size
-
         resolve_size(self.size)
         if self.latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {self.latency}")
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
+            raise ValueError(f"rate_limit_per_minute must be >= 1 or None, got {self.rate_limit_per_minute}")
         EngineSettings.from_config(self)  # validates the reporting_* / stats_* fields
+
+    @property
+    def reporting_missing_minutes(self) -> int:
+        """Former name of :attr:`data_lag_minutes` (kept so existing tests and scripts keep working)."""
+        return self.data_lag_minutes
+
+    @reporting_missing_minutes.setter
+    def reporting_missing_minutes(self, minutes: int) -> None:
+        self.data_lag_minutes = minutes
 
     def replace(self, **changes: Any) -> EmulatorConfig:
         """A copy with ``changes`` applied (unknown names raise TypeError naming them)."""
-        from dataclasses import replace
-
         return replace(self, **changes)

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import fields
 from types import TracebackType
 from typing import Any
 
-from airflow_provider_butlr.testing.api import ButlrAPI
-from airflow_provider_butlr.testing.auth import TokenAuthority
 from airflow_provider_butlr.testing.clock import EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
-from airflow_provider_butlr.testing.counters import Counters
-from airflow_provider_butlr.testing.faults import FaultSchedule
-from airflow_provider_butlr.testing.graphql_api import GraphQLService
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.seed import build_org
-from airflow_provider_butlr.testing.server import EmulatorHTTPServer
-from airflow_provider_butlr.testing.webhooks import WebhookStore
+from airflow_provider_butlr.testing.graphql.service import GraphQLService
+from airflow_provider_butlr.testing.graphql.webhooks import WebhookStore
+from airflow_provider_butlr.testing.http.admin import PREFIX as ADMIN_PREFIX
+from airflow_provider_butlr.testing.http.admin import AdminAPI
+from airflow_provider_butlr.testing.http.api import ButlrAPI
+from airflow_provider_butlr.testing.http.auth import TokenAuthority
+from airflow_provider_butlr.testing.http.counters import Counters
+from airflow_provider_butlr.testing.http.faults import FaultRule, FaultSchedule, parse_fault_spec
+from airflow_provider_butlr.testing.http.rate_limit import SlidingWindowLimiter
+from airflow_provider_butlr.testing.http.server import EmulatorHTTPServer
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.org.seed import build_org
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(EmulatorConfig))
 
@@ -52,6 +56,8 @@ class ButlrEmulator:
         self.org: Organization = build_org(self.config.seed, self.config.size, self.clock.timestamp())
         self.webhooks = WebhookStore(self.org.id, self.config.seed)
         self.graphql = GraphQLService(self.org, self.webhooks)
+        self.rate_limiter = SlidingWindowLimiter()
+        self.admin = AdminAPI(self)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._api: ButlrAPI | None = None
@@ -83,6 +89,9 @@ class ButlrEmulator:
             self.org,
             self.graphql,
             stopping,
+            limiter=self.rate_limiter,
+            admin=self.admin,
+            host=self.host,
         )
         server = EmulatorHTTPServer((self.host, self._requested_port), api, stopping)
         self._api, self._server = api, server
@@ -188,8 +197,20 @@ class ButlrEmulator:
     def revoke_token(self, token: str) -> None:
         self.authority.revoke(token)
 
+    def add_fault(self, spec: str | Mapping[str, Any]) -> FaultRule:
+        """Add a fault from a spec (``"kind=status,status=503,times=2"``, as the CLI and admin API take)."""
+        rule = self.faults.add(**parse_fault_spec(spec))
+        self.admin.register_fault(rule)
+        return rule
+
+    @property
+    def admin_url(self) -> str:
+        """Base URL of the admin API (``/_emulator``); see :class:`EmulatorAdminClient`."""
+        return self.url + ADMIN_PREFIX
+
     def reset(self) -> None:
         """Clear counters, faults and webhooks; back to real time. Tokens stay valid."""
+        self.rate_limiter.reset()
         self.counters.reset()
         self.faults.clear()
         self.webhooks.clear()

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_butlr.testing.config import EmulatorConfig
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.reporting_engine import run_reporting, run_stats
-from airflow_provider_butlr.testing.series import minute_values
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.reporting import run_reporting, run_stats
+from airflow_provider_butlr.testing.timeseries.series import minute_values
 from tests.emulator.series_orgs import build_series_org
 
 SEED = 11

@@ -15,7 +15,7 @@ Layout (ids are readable on purpose; the engine must not care about id formats):
 
 from __future__ import annotations
 
-from airflow_provider_butlr.testing.model import (
+from airflow_provider_butlr.testing.org.model import (
     Area,
     Building,
     Capacity,

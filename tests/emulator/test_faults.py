@@ -202,7 +202,7 @@ def test_faulted_requests_are_counted(emu: ButlrEmulator, client: Client) -> Non
 
 
 def test_fault_arguments_are_validated() -> None:
-    from airflow_provider_butlr.testing.faults import FaultSchedule
+    from airflow_provider_butlr.testing.http.faults import FaultSchedule
 
     schedule = FaultSchedule()
     with pytest.raises(ValueError, match="unknown fault kind 'explode'; allowed:"):

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.seed import OrgSize, build_org
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.org.seed import OrgSize, build_org
 
 NOW = 1_750_000_000  # fixed build instant: heartbeats and battery dates are relative to it
 KSUID = re.compile(r"^[a-z]+_[0-9A-Za-z]{27}$")

@@ -1,4 +1,4 @@
-"""The deterministic minute generator (``testing/series.py``): determinism, model invariants, coverage."""
+"""The deterministic minute generator (``testing/timeseries/series.py``): determinism, model invariants, coverage."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.series import (
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.days import day_layout
+from airflow_provider_butlr.testing.timeseries.series import (
     MEASUREMENTS,
     minute_values,
     room_capacity,
     series_assets,
 )
-from airflow_provider_butlr.testing.series_days import day_layout
 from tests.emulator.series_orgs import build_series_org
 
 SEED = 7
@@ -175,7 +175,7 @@ def test_only_covered_assets_have_series(org: Organization) -> None:
 
 
 def test_every_measurement_has_a_series_in_the_seeded_org() -> None:
-    from airflow_provider_butlr.testing.seed import build_org
+    from airflow_provider_butlr.testing.org.seed import build_org
 
     seeded = build_org(42, "small", now=DAY_START.timestamp())
     for measurement in MEASUREMENTS:

@@ -4,6 +4,8 @@
 * B, ``order`` without ``raw``: nested objects keyed by each ``order`` column, leaves are the nine stats
   of the window values in that group.
 * C, ``order`` with ``raw: true``: nested the same way, leaves are arrays of rows.
+* D, ``raw: true`` without ``order``: nested by asset id, then time; leaves are arrays of rows (the engine
+  passes that order; see docs/emulator.md for the evidence).
 
 Group keys are sorted (time keys are UTC RFC3339, so they sort chronologically); rows keep their
 series-then-time order. ``page_info`` is zeroed unless ``paginate`` is given; with it, an item is a
@@ -22,6 +24,17 @@ T = TypeVar("T")
 STAT_KEYS = ("sum", "min", "max", "count", "mean", "median", "stddev", "first", "last")
 
 
+def js_number(value: float) -> float:
+    """``value`` as Butlr's (JavaScript) JSON prints it: integral numbers without ``.0``.
+
+    Counts aggregated by max/min/sum/first/last stay ints; a mean or a median is a float only
+    when it has a fraction (``2.5``), as in Butlr's fixtures (``"median": 2``, ``"mean": 1.8``).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def zero_page_info() -> dict[str, int]:
     """What the real API sends next to rows when the request has no ``paginate``."""
     return {"page": 1, "page_item_count": 0, "total_item_count": 0, "total_pages": 1}
@@ -35,7 +48,7 @@ def silent_empty() -> dict[str, Any]:
 def leaf_stats(values: Sequence[float]) -> dict[str, Any]:
     """The nine summary stats of the windowed values in one group (population stddev)."""
     mean = sum(values) / len(values)
-    return {
+    stats = {
         "sum": sum(values),
         "min": min(values),
         "max": max(values),
@@ -46,6 +59,7 @@ def leaf_stats(values: Sequence[float]) -> dict[str, Any]:
         "first": values[0],
         "last": values[-1],
     }
+    return {key: js_number(value) for key, value in stats.items()}
 
 
 def _nest(leaves: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:

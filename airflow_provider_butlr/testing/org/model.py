@@ -1,7 +1,7 @@
 """The emulator's organisation: plain dataclasses for sites, buildings, floors, rooms, zones, devices, tags.
 
 This module is the contract between the emulator's server (GraphQL, auth) and its time-series engine
-(reporting, stats). It holds structure only; seeded generation lives in ``seed.py``.
+(reporting, stats). It holds structure only; seeded generation lives in ``org/seed.py``.
 """
 
 from __future__ import annotations

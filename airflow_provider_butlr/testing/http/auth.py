@@ -100,3 +100,19 @@ class TokenAuthority:
     def issued_tokens(self) -> list[str]:
         with self._lock:
             return list(self._order)
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every issued token with its subject, times and state, oldest first (admin API, secret scans)."""
+        with self._lock:
+            records = [self._by_token[token] for token in self._order]
+            revoked = set(self._revoked)
+        return [
+            {
+                "token": r.token,
+                "subject": r.subject,
+                "issued_at": r.issued_at,
+                "expires_at": r.expires_at,
+                "revoked": r.jti in revoked,
+            }
+            for r in records
+        ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from airflow_provider_butlr.testing.model import Floor, Organization, Room, Sensor, Zone
-from airflow_provider_butlr.testing.series import (
+from airflow_provider_butlr.testing.org.model import Floor, Organization, Room, Sensor, Zone
+from airflow_provider_butlr.testing.timeseries.series import (
     FLOOR_OCCUPANCY,
     FLOOR_PRESENCE_SECS,
     ROOM_OCCUPANCY,

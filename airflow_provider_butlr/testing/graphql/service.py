@@ -20,9 +20,9 @@ from graphql import (
     validate,
 )
 
-from airflow_provider_butlr.testing.graphql_sdl import SCHEMA_SDL
-from airflow_provider_butlr.testing.model import Hive, Organization, Sensor, Tag
-from airflow_provider_butlr.testing.webhooks import WebhookStore
+from airflow_provider_butlr.testing.graphql.sdl import SCHEMA_SDL
+from airflow_provider_butlr.testing.graphql.webhooks import WebhookStore
+from airflow_provider_butlr.testing.org.model import Hive, Organization, Sensor, Tag
 
 T = TypeVar("T")
 Resolver = Callable[..., Any]
@@ -33,7 +33,8 @@ ALIASES: dict[str, dict[str, str]] = {
     "Building": {"customID": "custom_id", "buildingNumber": "building_number"},
     "Floor": {"floorNumber": "floor_number", "customID": "custom_id"},
     "Room": {"floorID": "floor_id", "roomType": "room_type", "customID": "custom_id"},
-    "Zone": {"customID": "custom_id"},
+    # Zone.floorID/roomID are plain legacy twins: null-safe, unlike Sensor's (butlr-api.md §11).
+    "Zone": {"customID": "custom_id", "floorID": "floor_id", "roomID": "room_id"},
     "Sensor": {"sensor_id": "id"},
     "Hive": {
         "serialNumber": "serial_number",

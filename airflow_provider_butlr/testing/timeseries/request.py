@@ -9,8 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from airflow_provider_butlr.testing.reporting_errors import BadRequest
-from airflow_provider_butlr.testing.reporting_time import (
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest
+from airflow_provider_butlr.testing.timeseries.series import (
+    MEASUREMENTS,
+    TRAFFIC_FLOOR_OCCUPANCY,
+    TRAFFIC_ROOM_OCCUPANCY,
+)
+from airflow_provider_butlr.testing.timeseries.timeutils import (
     MINUTE,
     TimeFormatError,
     is_relative_time,
@@ -19,11 +24,6 @@ from airflow_provider_butlr.testing.reporting_time import (
     parse_rfc3339,
     parse_weekday,
     zone,
-)
-from airflow_provider_butlr.testing.series import (
-    MEASUREMENTS,
-    TRAFFIC_FLOOR_OCCUPANCY,
-    TRAFFIC_ROOM_OCCUPANCY,
 )
 
 TOP_KEYS = ("filter", "window", "group_by", "options", "paginate", "calibration_points")

@@ -93,6 +93,10 @@ type Zone {
   floor_id: String!
   "decorative: zones and rooms are siblings under a floor"
   room_id: String
+  "legacy camelCase twin of floor_id (Butlr's own client selects it)"
+  floorID: String
+  "legacy camelCase twin of room_id; null (no error) for a zone outside any room"
+  roomID: String
   floor: Floor
   customID: String
   capacity: Capacity!

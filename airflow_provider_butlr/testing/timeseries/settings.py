@@ -23,8 +23,9 @@ class EngineSettings:
     reporting_max_series_minutes: int = 20_000_000
     # Windows touching the last N minutes before now carry data_incomplete: true.
     reporting_incomplete_minutes: int = 15
-    # The last N minutes before now have no data at all (nor has the future).
-    reporting_missing_minutes: int = 5
+    # Data lag: the last N minutes before now have no data at all (nor has the future). Butlr's fixtures
+    # were recorded with data 1-2 minutes old (butlr-api.md §11), so "now - 5 min .. now" has data.
+    data_lag_minutes: int = 2
     # "clock": windows aligned to `every` in window.timezone (local midnight for 1d); "start": aligned to
     # the query start; "auto": start-aligned only for group_by with order + raw (as the MCP fixture shows).
     reporting_window_alignment: str = "clock"
@@ -32,6 +33,9 @@ class EngineSettings:
     reporting_time_label: str = "start"
     # Reject unknown keys in the request body (typos) instead of ignoring them as a lenient server would.
     reporting_strict_keys: bool = True
+    # Processing budget in ids x range: (number of ids) x (range in minutes) above this -> the silent
+    # empty answer, so clients must split the time range too. None: no such budget (ids only).
+    reporting_max_id_minutes: int | None = None
     # Stats: more than this many item-days (items x days in range) -> 504.
     stats_max_item_days: int = 500
 
@@ -53,10 +57,14 @@ class EngineSettings:
             raise ValueError(f"reporting_time_label={self.reporting_time_label!r}; allowed: {TIME_LABELS}")
         for name in (
             "reporting_incomplete_minutes",
-            "reporting_missing_minutes",
+            "data_lag_minutes",
             "reporting_max_ids",
             "reporting_max_ids_long",
             "stats_max_item_days",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.reporting_max_id_minutes is not None and self.reporting_max_id_minutes < 1:
+            raise ValueError(
+                f"reporting_max_id_minutes must be >= 1 or None, got {self.reporting_max_id_minutes}"
+            )

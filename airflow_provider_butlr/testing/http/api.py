@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_butlr.testing.auth import TokenAuthority
 from airflow_provider_butlr.testing.clock import EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
-from airflow_provider_butlr.testing.counters import Counters
-from airflow_provider_butlr.testing.faults import FaultRule, FaultSchedule
-from airflow_provider_butlr.testing.server import ZERO_PAGE_INFO, Request, Response
+from airflow_provider_butlr.testing.http.admin import PREFIX as ADMIN_PREFIX
+from airflow_provider_butlr.testing.http.admin import AdminAPI, admin_enabled
+from airflow_provider_butlr.testing.http.auth import TokenAuthority
+from airflow_provider_butlr.testing.http.counters import Counters
+from airflow_provider_butlr.testing.http.faults import FaultRule, FaultSchedule
+from airflow_provider_butlr.testing.http.rate_limit import SlidingWindowLimiter
+from airflow_provider_butlr.testing.http.server import ZERO_PAGE_INFO, Request, Response
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest, Overloaded
+from airflow_provider_butlr.testing.timeseries.reporting import run_reporting, run_stats
 
 if TYPE_CHECKING:
-    from airflow_provider_butlr.testing.graphql_api import GraphQLService
-    from airflow_provider_butlr.testing.model import Organization
+    from airflow_provider_butlr.testing.graphql.service import GraphQLService
+    from airflow_provider_butlr.testing.org.model import Organization
 
 CLIENT_LOGIN = "/api/v2/clients/login"
 PASSWORD_LOGIN = "/api/v2/login"
@@ -27,7 +32,13 @@ REPORTING = "/api/v3/reporting"
 STATS = "/api/v4/reporting/stats"
 DATA_PATHS = frozenset({GRAPHQL, REPORTING, STATS})
 HEALTH = "/healthz"
-REPORTING_ENGINE = "airflow_provider_butlr.testing.reporting_engine"
+
+# run_reporting / run_stats: (org, request body, emulator now, config) -> response body.
+TimeSeriesEngine = Callable[["Organization", Any, datetime, EmulatorConfig], dict[str, Any]]
+
+
+def _is_admin(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -51,6 +62,9 @@ class ButlrAPI:
         org: Organization,
         graphql: GraphQLService,
         stopping: threading.Event,
+        limiter: SlidingWindowLimiter | None = None,
+        admin: AdminAPI | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.config = config
         self.clock = clock
@@ -60,6 +74,9 @@ class ButlrAPI:
         self.org = org
         self.graphql = graphql
         self.stopping = stopping
+        self.limiter = limiter or SlidingWindowLimiter()
+        self.admin = admin
+        self.host = host
         self._routes: dict[str, Callable[[Request], Response]] = {
             CLIENT_LOGIN: self._client_login,
             PASSWORD_LOGIN: self._password_login,
@@ -70,12 +87,26 @@ class ButlrAPI:
 
     # --- server interface ------------------------------------------------------------------------
     def record(self, request: Request) -> None:
+        if _is_admin(request.path):
+            return  # the admin API drives the emulator; it is not traffic to count
         request.record.timestamp = self.clock.timestamp()
         self.counters.record(request.record)
 
     def apply_fault(self, request: Request, respond: Callable[[], Response]) -> Response | None:
+        if _is_admin(request.path):
+            return respond()
         if request.path in DATA_PATHS and self.config.latency > 0:
             self.stopping.wait(self.config.latency)
+        if request.path in DATA_PATHS:
+            wait = self.limiter.acquire(self.config.rate_limit_per_minute)
+            if wait is not None:
+                request.record.fault = "rate_limit"
+                return _error(
+                    429,
+                    "too_many_requests",
+                    f"rate limit of {self.config.rate_limit_per_minute} requests per minute exceeded",
+                    {"Retry-After": str(wait)},
+                )
         rule = self.faults.select(request.path, request.json)
         if rule is None:
             return respond()
@@ -85,6 +116,8 @@ class ButlrAPI:
     def handle(self, request: Request) -> Response:
         if request.path == HEALTH:
             return Response.json(200, {"status": "ok"})
+        if _is_admin(request.path) and self.admin is not None and admin_enabled(self.config, self.host):
+            return self.admin.handle(request)
         route = self._routes.get(request.path)
         if route is None:
             return _error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
@@ -242,29 +275,21 @@ class ButlrAPI:
         return Response.json(status, payload)
 
     def _reporting(self, request: Request) -> Response:
-        return self._time_series(request, "run_reporting")
+        return self._time_series(request, run_reporting)
 
     def _stats(self, request: Request) -> Response:
-        return self._time_series(request, "run_stats")
+        return self._time_series(request, run_stats)
 
-    def _time_series(self, request: Request, function: str) -> Response:
+    def _time_series(self, request: Request, engine: TimeSeriesEngine) -> Response:
         problem = self._bearer_problem(request)
         if problem:
             return self._unauthorized(request, problem)
         if not isinstance(request.json, dict):
             return _error(400, "bad_request", "request body must be a JSON object")
         try:
-            reporting_engine = importlib.import_module(REPORTING_ENGINE)
-        except ModuleNotFoundError as exc:
-            if exc.name == REPORTING_ENGINE:
-                return _error(501, "not_implemented", "the emulator's reporting engine is not available")
-            raise
-        try:
-            result = getattr(reporting_engine, function)(
-                self.org, request.json, self.clock.now(), self.config
-            )
-        except reporting_engine.BadRequest as exc:
+            result = engine(self.org, request.json, self.clock.now(), self.config)
+        except BadRequest as exc:
             return _error(400, "bad_request", str(exc))
-        except reporting_engine.Overloaded as exc:
+        except Overloaded as exc:
             return _error(504, "gateway_timeout", str(exc))
         return Response.json(200, result)

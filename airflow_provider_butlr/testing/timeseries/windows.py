@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from airflow_provider_butlr.testing.reporting_request import TimeConstraints
-from airflow_provider_butlr.testing.reporting_time import DAY, MINUTE, format_rfc3339, offset_segments, zone
+from airflow_provider_butlr.testing.timeseries.request import TimeConstraints
+from airflow_provider_butlr.testing.timeseries.timeutils import (
+    DAY,
+    MINUTE,
+    format_rfc3339,
+    offset_segments,
+    zone,
+)
 
 # Windows starting before this carry no data-quality fields (SUP 44148930533133: data from 2025-11-01).
 DATA_QUALITY_SINCE = 1761955200  # 2025-11-01T00:00:00Z

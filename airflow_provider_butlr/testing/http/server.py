@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -14,9 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from airflow_provider_butlr.testing.counters import RequestRecord
+from airflow_provider_butlr.testing.http.counters import RequestRecord
 
 log = logging.getLogger(__name__)
+# One INFO line per request: method, path (no query string), status, duration. Never headers or bodies.
+request_log = logging.getLogger("airflow_provider_butlr.testing.requests")
 
 ZERO_PAGE_INFO: dict[str, int] = {"page": 1, "page_item_count": 0, "total_item_count": 0, "total_pages": 1}
 JSON_TYPE = "application/json"
@@ -148,6 +151,23 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         return b""
 
     def _dispatch(self) -> None:
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            status = self._answer()
+        finally:
+            if request_log.isEnabledFor(logging.INFO):
+                path = urlsplit(self.path).path
+                request_log.info(
+                    "%s %s %s %.1f ms",
+                    self.command,
+                    path,
+                    status if status is not None else "dropped",
+                    (time.perf_counter() - started) * 1000,
+                )
+
+    def _answer(self) -> int | None:
+        """Read, record, answer; return the status sent (None when the connection was dropped)."""
         app = self.server.app
         split = urlsplit(self.path)
         raw = self._read_body()
@@ -186,9 +206,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if response is None:
             record.status = None
             self._drop()
-            return
+            return None
         record.status = response.status
         self._write(response)
+        return response.status
 
     def _drop(self) -> None:
         """Close the socket without answering."""

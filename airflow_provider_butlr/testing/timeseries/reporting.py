@@ -2,15 +2,15 @@
 
 ``run_reporting(org, body, now, config)`` returns the full response body; ``run_stats`` likewise. Both
 raise :class:`BadRequest` (HTTP 400) or :class:`Overloaded` (HTTP 504); ``err.status`` and ``err.body()``
-give the answer to send. Values come from :mod:`series` (the ground truth); this module windows them.
+give the answer to send. Values come from :mod:`.series` (the ground truth); this module windows them.
 
 Behaviour worth knowing (butlr-api.md 3.3-3.6, [GUESS] choices configurable in ``EngineSettings``):
 
 * Over the processing budget (more than ``reporting_max_ids`` ids over all id filters, or more than
   ``reporting_max_ids_long`` when the range is 24 h or more) the answer is HTTP 200 with
   ``"data": {}`` -- for every shape, flat included, as the support article shows -- and zeroed
-  ``page_info``.
-* Data exists up to ``now - reporting_missing_minutes``; windows touching the last
+  ``page_info``. With ``reporting_max_id_minutes`` set, (ids x range in minutes) above it answers the same.
+* Data exists up to ``now - data_lag_minutes`` (default 2, as in Butlr's fixtures); windows touching the last
   ``reporting_incomplete_minutes`` carry ``data_incomplete: true`` and ``null_percentage`` = their
   share of such minutes (rows of shapes A and C, windows from 2025-11-01 on; B leaves stay the nine stats).
 * Zero-valued windows are dropped unless ``filter.value`` has a lower bound admitting 0 (``gte: 0``);
@@ -28,14 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.reporting_errors import BadRequest, Overloaded, ReportingError
-from airflow_provider_butlr.testing.reporting_request import ReportingQuery, parse_reporting_body
-from airflow_provider_butlr.testing.reporting_series import SeriesInfo, select_series
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-from airflow_provider_butlr.testing.reporting_shapes import Row, shape_response, silent_empty
-from airflow_provider_butlr.testing.reporting_time import HOUR, MINUTE, offset_text
-from airflow_provider_butlr.testing.reporting_windows import (
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest, Overloaded, ReportingError
+from airflow_provider_butlr.testing.timeseries.request import ReportingQuery, parse_reporting_body
+from airflow_provider_butlr.testing.timeseries.selection import SeriesInfo, select_series
+from airflow_provider_butlr.testing.timeseries.series import (
+    FLOOR_PRESENCE_SECS,
+    ROOM_PRESENCE_SECS,
+    ZONE_PRESENCE_SECS,
+    series_source,
+)
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
+from airflow_provider_butlr.testing.timeseries.shapes import Row, js_number, shape_response, silent_empty
+from airflow_provider_butlr.testing.timeseries.stats import compute_stats
+from airflow_provider_butlr.testing.timeseries.timeutils import HOUR, MINUTE, offset_text
+from airflow_provider_butlr.testing.timeseries.windows import (
     Window,
     WindowQuality,
     allowed_minute_runs,
@@ -43,12 +50,6 @@ from airflow_provider_butlr.testing.reporting_windows import (
     make_windows,
     time_text,
     window_quality,
-)
-from airflow_provider_butlr.testing.series import (
-    FLOOR_PRESENCE_SECS,
-    ROOM_PRESENCE_SECS,
-    ZONE_PRESENCE_SECS,
-    series_source,
 )
 
 __all__ = ["BadRequest", "Overloaded", "ReportingError", "run_reporting", "run_stats"]
@@ -58,6 +59,9 @@ PRESENCE_TIME_SINCE_MINUTE = 1731369600 // MINUTE
 _DATA_SINCE = {
     m: PRESENCE_TIME_SINCE_MINUTE for m in (FLOOR_PRESENCE_SECS, ROOM_PRESENCE_SECS, ZONE_PRESENCE_SECS)
 }
+
+# The group key of shape D's outer level: the series' asset id (room, zone, floor, tag or sensor).
+ASSET_KEY = "<asset>"
 
 AGGREGATES: Mapping[str, Callable[[Sequence[int]], float]] = {
     "mean": lambda v: sum(v) / len(v),
@@ -86,7 +90,11 @@ class _WindowPlan:
 def _over_budget(query: ReportingQuery, settings: EngineSettings) -> bool:
     long_range = query.stop - query.start >= settings.reporting_long_range_hours * HOUR
     limit = settings.reporting_max_ids_long if long_range else settings.reporting_max_ids
-    return query.id_count > limit
+    if query.id_count > limit:
+        return True
+    budget = settings.reporting_max_id_minutes
+    range_minutes = -(-(query.stop - query.start) // MINUTE)
+    return budget is not None and max(1, query.id_count) * range_minutes > budget
 
 
 def value_predicate(value_filter: Mapping[str, float]) -> Callable[[float], bool]:
@@ -153,7 +161,7 @@ class _Windowing:
         self.plans = plans
         self.aggregate = AGGREGATES[query.function]
         self.keeps = value_predicate(query.value_filter)
-        self.raw_rows = query.grouped and query.group_raw  # shape C: window bounds, no offset
+        self.raw_rows = query.group_raw  # shapes C and D: window bounds, no offset
         self.query_start, self.query_stop = time_text(query.start), time_text(query.stop)
         self._runs: dict[tuple[int, int], list[list[tuple[int, int]]]] = {}
 
@@ -194,6 +202,8 @@ class _Windowing:
             return info.row_field
         if column == "measurement":
             return info.row_measurement
+        if column == ASSET_KEY:
+            return info.asset_id
         return info.columns.get(column, "")
 
     @staticmethod
@@ -208,7 +218,7 @@ class _Windowing:
             "time": plan.time,
             "start": plan.window_start if self.raw_rows else self.query_start,
             "stop": plan.window_stop if self.raw_rows else self.query_stop,
-            "value": value,
+            "value": js_number(value),
             "preprocessed": info.preprocessed,
             "timezone_offset": "" if self.raw_rows else plan.timezone_offset,
         }
@@ -232,7 +242,7 @@ def run_reporting(org: Organization, body: Any, now: datetime, config: Any) -> d
     if len(series) * (end_minute - first_minute) > settings.reporting_max_series_minutes:
         return silent_empty()
     windowing = _Windowing(query, _plans(query, settings, now_s))
-    data_end = now_s // MINUTE - settings.reporting_missing_minutes
+    data_end = now_s // MINUTE - settings.data_lag_minutes
     items: list[Item] = []
     for info in series:
         first = max(first_minute, _DATA_SINCE.get(info.measurement, first_minute))
@@ -243,9 +253,11 @@ def run_reporting(org: Organization, body: Any, now: datetime, config: Any) -> d
             else []
         )
         items.extend(windowing.items(info, values, first, stop))
+    # Shape D (raw without order): nested by asset id, then time, as Butlr's own client reads it.
+    order = query.group_order or ((ASSET_KEY, "time") if query.group_raw else ())
     return shape_response(
         items,
-        query.group_order,
+        order,
         query.group_raw,
         query.page,
         query.limit,
@@ -256,7 +268,5 @@ def run_reporting(org: Organization, body: Any, now: datetime, config: Any) -> d
 
 
 def run_stats(org: Organization, body: Any, now: datetime, config: Any) -> dict[str, Any]:
-    """The response body of ``POST /api/v4/reporting/stats`` (see :mod:`stats_engine`)."""
-    from airflow_provider_butlr.testing.stats_engine import compute_stats
-
+    """The response body of ``POST /api/v4/reporting/stats`` (see :mod:`.stats`)."""
     return compute_stats(org, body, now, EngineSettings.from_config(config))

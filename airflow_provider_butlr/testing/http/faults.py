@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,3 +169,86 @@ class FaultSchedule:
                 if chosen is None and rule._fires():
                     chosen = rule
         return chosen
+
+
+# ``FaultSchedule.add`` keyword -> converter, for faults given as text (CLI ``--fault``, admin API).
+_SPEC_FIELDS: dict[str, Callable[[str], Any]] = {
+    "path": str,
+    "kind": str,
+    "status": int,
+    "retry_after": str,
+    "body": str,
+    "content_type": str,
+    "delay": float,
+    "advance": float,
+    "every": int,
+    "at_calls": lambda text: [int(n) for n in text.replace(";", "+").split("+") if n.strip()],
+    "times": int,
+    "rate": float,
+    "seed": int,
+}
+FAULT_SPEC_HELP = (
+    "comma-separated key=value pairs, e.g. 'kind=status,status=503,times=2,path=/api/v3/reporting'; "
+    f"keys: {', '.join(_SPEC_FIELDS)}; at_calls as 1+3+5; path defaults to /api/v3/reporting, "
+    "'path=' matches every path"
+)
+
+
+def parse_fault_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :meth:`FaultSchedule.add` from a spec string or a JSON object.
+
+    ``"kind=status,status=503,times=2"`` and ``{"kind": "status", "status": 503, "times": 2}`` are the
+    same fault. Raises ValueError naming the bad key or value.
+    """
+    if isinstance(spec, str):
+        pairs: dict[str, Any] = {}
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"fault spec part {part!r} is not key=value ({FAULT_SPEC_HELP})")
+            pairs[key.strip()] = value.strip()
+    elif isinstance(spec, Mapping):
+        pairs = dict(spec)
+    else:
+        raise ValueError(f"a fault spec is a string or an object, got {type(spec).__name__}")
+    unknown = sorted(set(pairs) - set(_SPEC_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown fault spec key(s) {unknown}; allowed: {', '.join(_SPEC_FIELDS)}")
+    if "kind" not in pairs:
+        raise ValueError(f"a fault spec needs kind=<{'|'.join(sorted(FAULT_KINDS))}>")
+    kwargs: dict[str, Any] = {}
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        try:
+            kwargs[key] = _SPEC_FIELDS[key](value) if isinstance(value, str) else value
+        except ValueError:
+            raise ValueError(f"fault spec {key}={value!r} is not a valid {key}") from None
+    if isinstance(kwargs.get("at_calls"), list):
+        kwargs["at_calls"] = [int(n) for n in kwargs["at_calls"]]
+    return kwargs
+
+
+def describe_rule(rule: FaultRule) -> dict[str, Any]:
+    """A JSON-safe view of a rule (``when`` predicates are shown only as present or not)."""
+    body = rule.body.decode(errors="replace") if isinstance(rule.body, bytes) else rule.body
+    return {
+        "path": rule.path,
+        "kind": rule.kind,
+        "status": rule.status,
+        "retry_after": rule.retry_after,
+        "body": body,
+        "content_type": rule.content_type,
+        "delay": rule.delay,
+        "advance": rule.advance,
+        "every": rule.every,
+        "at_calls": None if rule.at_calls is None else sorted(rule.at_calls),
+        "times": rule.times,
+        "rate": rule.rate,
+        "seed": rule.seed,
+        "has_when": rule.when is not None,
+        "calls": rule.calls,
+        "injected": rule.injected,
+    }

@@ -1,4 +1,4 @@
-"""One local day of one asset's minute values, generated fast and cached (used by ``series.py``).
+"""One local day of one asset's minute values, generated fast and cached (used by ``timeseries/series.py``).
 
 Speed matters (a 30-day export over 200 rooms is 6,000 asset-days), so the per-minute work runs in C:
 each day is a ``bytes`` object (one value 0..255 per minute) built from seeded random bytes with
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
 
-from airflow_provider_butlr.testing.reporting_time import MINUTE, local_day_bounds, offset_segments
+from airflow_provider_butlr.testing.timeseries.timeutils import MINUTE, local_day_bounds, offset_segments
 
 MINUTES_PER_DAY = 1440
 DAY_CACHE_SIZE = 16384

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_butlr.testing.model import (
+from airflow_provider_butlr.testing.org.model import (
     Area,
     Building,
     Capacity,

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_butlr.testing.model import Floor, Organization, Room, Sensor, Zone
-from airflow_provider_butlr.testing.reporting_time import MINUTE, local_date_ordinal
-from airflow_provider_butlr.testing.series_days import (
+from airflow_provider_butlr.testing.org.model import Floor, Organization, Room, Sensor, Zone
+from airflow_provider_butlr.testing.timeseries.days import (
     day_layout,
     presence_day,
     presence_secs_day,
@@ -46,6 +45,7 @@ from airflow_provider_butlr.testing.series_days import (
     traffic_day,
     traffic_occupancy_day,
 )
+from airflow_provider_butlr.testing.timeseries.timeutils import MINUTE, local_date_ordinal
 
 ROOM_OCCUPANCY = "room_occupancy"
 ZONE_OCCUPANCY = "zone_occupancy"
@@ -324,7 +324,7 @@ def minute_values(
 
     ``measurement`` is a reporting name (``room_occupancy``, ``traffic_room_occupancy``, ``traffic``
     with ``field`` "in"/"out" and a sensor id, ...). No data-quality masking: the reporting engine drops
-    minutes after ``now - missing_minutes``; tests apply that themselves. KeyError if the asset has no
+    minutes from ``now - data_lag_minutes`` on; tests apply that themselves. KeyError if the asset has no
     such series (see :func:`series_assets`).
     """
     first, count = _minute_range(start, stop)

@@ -16,19 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_butlr.testing.model import Organization
-from airflow_provider_butlr.testing.reporting_errors import BadRequest, Overloaded
-from airflow_provider_butlr.testing.reporting_request import TimeConstraints, parse_time_constraints
-from airflow_provider_butlr.testing.reporting_settings import EngineSettings
-from airflow_provider_butlr.testing.reporting_time import (
-    DAY,
-    MINUTE,
-    TimeFormatError,
-    is_relative_time,
-    parse_date_or_rfc3339,
-)
-from airflow_provider_butlr.testing.reporting_windows import allowed_minute_runs
-from airflow_provider_butlr.testing.series import (
+from airflow_provider_butlr.testing.org.model import Organization
+from airflow_provider_butlr.testing.timeseries.errors import BadRequest, Overloaded
+from airflow_provider_butlr.testing.timeseries.request import TimeConstraints, parse_time_constraints
+from airflow_provider_butlr.testing.timeseries.series import (
     FLOOR_OCCUPANCY,
     ROOM_OCCUPANCY,
     TRAFFIC_FLOOR_OCCUPANCY,
@@ -37,6 +28,16 @@ from airflow_provider_butlr.testing.series import (
     SeriesSource,
     series_source,
 )
+from airflow_provider_butlr.testing.timeseries.settings import EngineSettings
+from airflow_provider_butlr.testing.timeseries.shapes import js_number
+from airflow_provider_butlr.testing.timeseries.timeutils import (
+    DAY,
+    MINUTE,
+    TimeFormatError,
+    is_relative_time,
+    parse_date_or_rfc3339,
+)
+from airflow_provider_butlr.testing.timeseries.windows import allowed_minute_runs
 
 STATS_MEASUREMENTS: tuple[str, ...] = tuple(
     f"occupancy_{used}{agg}_{kind}"
@@ -151,7 +152,7 @@ def _stat(values: Sequence[int], measurement: str) -> float:
     chosen = [v for v in values if v > 0] if "_used_" in measurement else values
     if not chosen:
         return 0
-    return statistics.median(chosen) if "_median_" in measurement else sum(chosen) / len(chosen)
+    return js_number(statistics.median(chosen) if "_median_" in measurement else sum(chosen) / len(chosen))
 
 
 def compute_stats(org: Organization, body: Any, now: datetime, settings: EngineSettings) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def compute_stats(org: Organization, body: Any, now: datetime, settings: EngineS
             f"stats query too large ({len(query.items)} items x {days} days > "
             f"{settings.stats_max_item_days}); reduce time range or number of assets"
         )
-    data_end = int(now.timestamp()) // MINUTE - settings.reporting_missing_minutes
+    data_end = int(now.timestamp()) // MINUTE - settings.data_lag_minutes
     runs = [
         (a, min(b, data_end))
         for a, b in allowed_minute_runs(query.start, query.stop, query.constraints, tz_name)

@@ -1,0 +1,1 @@
+"""The emulator's seeded organisation: the data model (sites to sensors) and its deterministic generator."""
