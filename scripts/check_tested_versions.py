@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--readme", type=Path, default=REPO / "docs" / "tested-versions.md")
     parser.add_argument("--render", action="store_true", help="print the table the results support")
     args = parser.parse_args(argv)
     if not args.results.exists():

@@ -22,7 +22,7 @@ for _ in $(seq 1 100); do
 done
 [ -s "$WORK/emulator.url" ] || { echo "emulator did not become ready" >&2; exit 1; }
 EMULATOR_URL="$(head -n1 "$WORK/emulator.url")"
-# The emulator's documented default credentials (see README, "Try it against the emulator").
+# The emulator's documented default credentials (see README, "Try it against the emulator: your first DAG").
 export AIRFLOW_CONN_BUTLR_DEFAULT="$(python - "$EMULATOR_URL" <<'PY'
 import json, sys
 print(json.dumps({"conn_type": "butlr", "host": sys.argv[1], "login": "emulator-client-id",
