@@ -19,10 +19,11 @@ import json as jsonlib
 import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import tenacity
+from typing_extensions import Unpack
 
 from airflow_provider_butlr.auth import AccessToken, error_text, login_request, token_from_login_response
 from airflow_provider_butlr.exceptions import (
@@ -124,6 +125,18 @@ class Call:
     def is_graphql(self) -> bool:
         return self.endpoint.rstrip("/").endswith(GRAPHQL_PATH)
 
+    def error(
+        self, what: str, status: int, kind: type[ButlrAPIError] = ButlrAPIError, **extra: Any
+    ) -> ButlrAPIError:
+        """A typed error about this call: ``Butlr POST /api/v3/reporting <what>``."""
+        return kind(
+            f"Butlr {self.method} {self.endpoint} {what}",
+            status=status,
+            method=self.method,
+            endpoint=self.endpoint,
+            **extra,
+        )
+
     def outgoing(self, token: str | None, url: str | None = None, method: str | None = None) -> Outgoing:
         headers = dict(self.headers)
         if token is not None:
@@ -213,27 +226,34 @@ def url_for(settings: ButlrSettings, path: str) -> str:
     return urljoin(settings.base_url + "/", path.lstrip("/"))
 
 
+class CallOptions(TypedDict, total=False):
+    """What a caller may add to a request: the body, query parameters, headers, its own timeout."""
+
+    json: Any
+    params: Mapping[str, Any] | None
+    headers: Mapping[str, str] | None
+    timeout: float | None
+
+
 def make_call(
     settings: ButlrSettings,
     method: str,
     path: str,
     *,
-    json: Any = None,
-    params: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float | None = None,
     parse_json: bool = True,
+    **options: Unpack[CallOptions],
 ) -> Call:
     """Validate and describe one API call (refuses foreign hosts before anything is sent)."""
     url = url_for(settings, path)
+    body = options.get("json")
     return Call(
         method=method.upper(),
         url=url,
         endpoint=urlsplit(url).path,
-        json=json,
-        params=params,
-        headers={**default_headers(json), **(headers or {})},
-        timeout=timeout,
+        json=body,
+        params=options.get("params"),
+        headers={**default_headers(body), **(options.get("headers") or {})},
+        timeout=options.get("timeout"),
         parse_json=parse_json,
     )
 
@@ -295,12 +315,7 @@ def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
             status, answer_detail(answer, settings), method=call.method, endpoint=call.endpoint
         )
     if 300 <= status < 400:
-        raise ButlrAPIError(
-            f"Butlr {call.method} {call.endpoint} answered HTTP {status} without a usable Location",
-            status=status,
-            method=call.method,
-            endpoint=call.endpoint,
-        )
+        raise call.error(f"answered HTTP {status} without a usable Location", status)
     if status in NO_CONTENT_STATUSES or not call.parse_json:
         return Outcome(answer)
     try:
@@ -320,12 +335,10 @@ def _redirect_target(call: Call, answer: Answer, settings: ButlrSettings) -> tup
     target = urljoin(answer.url, location)
     if origin_of(target) != settings.origin:
         host = urlsplit(target).hostname or target
-        raise ButlrAPIError(
-            f"Butlr {call.method} {call.endpoint} was redirected (HTTP {answer.status}) to another host, "
-            f"{scrub(host)}; refusing to follow: the token is only sent to {settings.base_url}",
-            status=answer.status,
-            method=call.method,
-            endpoint=call.endpoint,
+        raise call.error(
+            f"was redirected (HTTP {answer.status}) to another host, {scrub(host)}; refusing to follow: "
+            f"the token is only sent to {settings.base_url}",
+            answer.status,
         )
     keeps_method = answer.status in (307, 308) or call.method in ("GET", "HEAD")
     return target, call.method if keeps_method else "GET"
@@ -339,12 +352,7 @@ def send_following_redirects(call: Call, token: str | None, settings: ButlrSetti
         if target is None:
             return answer
         answer = yield call.outgoing(token, url=target[0], method=target[1])
-    raise ButlrAPIError(
-        f"Butlr {call.method} {call.endpoint} was redirected more than {MAX_REDIRECTS} times",
-        status=answer.status,
-        method=call.method,
-        endpoint=call.endpoint,
-    )
+    raise call.error(f"was redirected more than {MAX_REDIRECTS} times", answer.status)
 
 
 def authorised_flow(call: Call, settings: ButlrSettings) -> Flow[Outcome]:
@@ -360,12 +368,11 @@ def authorised_flow(call: Call, settings: ButlrSettings) -> Flow[Outcome]:
         answer = yield from send_following_redirects(call, token, settings)
         if _token_refused(call, answer):
             yield DropToken(token)
-            raise ButlrAuthError(
-                f"Butlr {call.method} {call.endpoint} refused the token (HTTP {answer.status}) even after a "
-                f"fresh login (2 attempt(s); {answer_detail(answer, settings)})",
-                status=answer.status,
-                method=call.method,
-                endpoint=call.endpoint,
+            raise call.error(
+                f"refused the token (HTTP {answer.status}) even after a fresh login "
+                f"(2 attempt(s); {answer_detail(answer, settings)})",
+                answer.status,
+                ButlrAuthError,
                 attempts=2,
             )
     if answer.status == 403:  # a token Butlr refuses must not stay cached (no replay)

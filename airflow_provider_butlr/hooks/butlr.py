@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
 from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, mask_token
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
@@ -21,6 +23,7 @@ from airflow_provider_butlr.exchange import (
     READ_CHUNK,
     Answer,
     BodyReader,
+    CallOptions,
     DropToken,
     Outcome,
     Outgoing,
@@ -238,23 +241,11 @@ class ButlrHook(ButlrBaseHook):
         method: str,
         path: str,
         *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        parse_json: bool = True,
-        policy: RetryPolicy | None = None,
+        parse_json: bool,
+        policy: RetryPolicy | None,
+        **options: Unpack[CallOptions],
     ) -> Outcome:
-        call = make_call(
-            self.settings,
-            method,
-            path,
-            json=json,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            parse_json=parse_json,
-        )
+        call = make_call(self.settings, method, path, parse_json=parse_json, **options)
         return with_retries(
             lambda: drive(authorised_flow(call, self.settings), self._perform),
             policy or self.retry_policy,
@@ -263,40 +254,22 @@ class ButlrHook(ButlrBaseHook):
             self.settings.base_url,
         )
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> requests.Response:
+    def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> requests.Response:
         """Send an authenticated request (retries for 429/5xx/network, one replay after a refused
-        token); the final ``requests.Response``. An error status raises a :class:`ButlrAPIError`."""
-        outcome = self._exchange(
-            method, path, json=json, params=params, headers=headers, timeout=timeout, parse_json=False
-        )
-        response: requests.Response = outcome.answer.raw
+        token); the final ``requests.Response``. An error status raises a :class:`ButlrAPIError`.
+
+        ``options``: ``json`` (body), ``params`` (query string), ``headers``, ``timeout`` (seconds).
+        """
+        response: requests.Response = self._exchange(
+            method, path, parse_json=False, policy=None, **options
+        ).answer.raw
         return response
 
     def request_json(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        policy: RetryPolicy | None = None,
+        self, method: str, path: str, *, policy: RetryPolicy | None = None, **options: Unpack[CallOptions]
     ) -> Any:
         """Like :meth:`request` but returns the parsed JSON body (None for 204); a malformed body is retried."""
-        outcome = self._exchange(
-            method, path, json=json, params=params, headers=headers, timeout=timeout, policy=policy
-        )
-        return outcome.payload
+        return self._exchange(method, path, parse_json=True, policy=policy, **options).payload
 
     # --- GraphQL -------------------------------------------------------------------------------
 
