@@ -98,7 +98,10 @@ def test_operator_examples_run_against_the_emulator(butlr_conn: Any, tmp_path: P
     export = results["export_occupancy"]
     assert export["path"] == f"{tmp_path}/occupancy/2025-03-09.csv" and export["format"] == "csv"
     lines = Path(export["path"]).read_text().splitlines()
-    assert lines[0].startswith("time,local_time,measurement,function,field,value,") and len(lines) == export["rows"] + 1
+    assert (
+        lines[0].startswith("time,local_time,measurement,function,field,value,")
+        and len(lines) == export["rows"] + 1
+    )
     assert export["start"] == "2025-03-09T05:00:00Z" and export["stop"] == "2025-03-10T04:00:00Z"  # NY, 23 h
 
     traffic = results["room_traffic"]
