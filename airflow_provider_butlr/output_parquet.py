@@ -10,12 +10,13 @@ pyarrow is imported only when a Parquet file is written (no cost when a DAG file
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
 from airflow_provider_butlr.reporting import ROW_COLUMNS
+from airflow_provider_butlr.timeutil import parse_iso_utc
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,12 +40,10 @@ def _utc(text: str) -> datetime | None:
     """A row's ``time`` (RFC3339 UTC text) as an aware datetime; ``""`` gives None."""
     if not text:
         return None
-    value = text.strip()
     try:
-        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+        return parse_iso_utc(text)
     except ValueError as err:
         raise ButlrDataError(f"row time {text!r} is not an RFC3339 time; cannot write it to Parquet") from err
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _time(value: Any) -> datetime | None:

@@ -865,14 +865,10 @@ def local_time(utc_time: str, zone: ZoneInfo) -> str:
     The offset is the zone's at that instant (DST-correct per row); an unparseable time gives ``""``.
     Cached: every asset of a request repeats the same window times.
     """
-    text = utc_time.strip()
     try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        return parse_iso_utc(utc_time).astimezone(zone).isoformat()
     except ValueError:
         return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(zone).isoformat()
 
 
 def row_from_api(
