@@ -109,7 +109,11 @@ def fetch_pages(fetch: Fetch, unit: ExportUnit, page_limit: int, stats: ExportSt
             )
         if not data:
             return None if page == 1 else rows
-        page_rows = list(flatten_response(payload, measurement=unit.measurement, function=unit.function))
+        page_rows = list(
+            flatten_response(
+                payload, measurement=unit.measurement, function=unit.function, timezone=unit.timezone
+            )
+        )
         signature = (
             len(page_rows),
             tuple(sorted(page_rows[0].items())),

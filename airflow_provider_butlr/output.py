@@ -3,6 +3,9 @@
 Rows go to a hidden temporary file next to the destination, which is moved into place only after
 the last row was written. A failure leaves the previous file (if any) untouched and removes the
 temporary one. Re-running with the same destination overwrites it (idempotent exports).
+
+Formats: JSON Lines, CSV (text cells that a spreadsheet would run as a formula are neutralised unless
+``escape_formulas=False``) and Parquet (:mod:`output_parquet`, needs the ``parquet`` extra).
 """
 
 from __future__ import annotations
@@ -11,20 +14,28 @@ import contextlib
 import csv
 import json
 import os
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.reporting import ROW_COLUMNS
 
-OUTPUT_FORMATS = ("jsonl", "csv")
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+# A spreadsheet runs a CSV cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Signed numbers and offsets such as "-5h" or "+5h30m" start with a sign but cannot hold a formula.
+_SIGNED_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:h(?:\d+m)?|m|s)?")
+
+Writer = Callable[[Iterable[dict[str, Any]], IO[Any]], int]
 
 
 def output_format_for(path: str, output_format: str | None) -> str:
-    """The explicit format, else the one the file suffix names (``.jsonl``, ``.ndjson``, ``.csv``)."""
+    """The explicit format, else the one the file suffix names (``.jsonl``, ``.ndjson``, ``.csv``, ``.parquet``)."""
     if output_format is not None:
         fmt = str(output_format).strip().lower()
         if fmt not in OUTPUT_FORMATS:
@@ -35,34 +46,67 @@ def output_format_for(path: str, output_format: str | None) -> str:
     suffix = os.path.splitext(path.split("?", 1)[0])[1].lower()
     if suffix not in _SUFFIX_FORMATS:
         raise ButlrConfigurationError(
-            f"output_path {path!r} has no .jsonl/.ndjson/.csv suffix; set output_format to one of "
+            f"output_path {path!r} has no .jsonl/.ndjson/.csv/.parquet suffix; set output_format to one of "
             f"{', '.join(OUTPUT_FORMATS)}"
         )
     return _SUFFIX_FORMATS[suffix]
 
 
-def _cell(value: Any) -> Any:
+def require_output_format(fmt: str) -> None:
+    """Fail before any request when the format's optional dependency is missing (Parquet: pyarrow)."""
+    if fmt == "parquet":
+        from airflow_provider_butlr.output_parquet import require_pyarrow
+
+        require_pyarrow()
+
+
+def neutralise_formula(text: str) -> str:
+    """``=HYPERLINK(...)`` -> ``'=HYPERLINK(...)``: a text cell a spreadsheet would run is prefixed
+    with a single quote; signed numbers and offsets (``-5h``) are left as they are."""
+    if text.startswith(FORMULA_PREFIXES) and not _SIGNED_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _cell(value: Any, escape_formulas: bool) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if escape_formulas and isinstance(value, str):
+        return neutralise_formula(value)
     return value
 
 
-def _write(rows: Iterable[dict[str, Any]], handle: IO[str], fmt: str, columns: Sequence[str]) -> int:
-    count = 0
-    if fmt == "csv":
+def _csv_writer(columns: Sequence[str], escape_formulas: bool) -> Writer:
+    def write(rows: Iterable[dict[str, Any]], handle: IO[str]) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
+        count = 0
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            writer.writerow([_cell(row.get(c), escape_formulas) for c in columns])
             count += 1
-    else:
-        for row in rows:
-            handle.write(json.dumps(row, separators=(",", ":"), default=str))
-            handle.write("\n")
-            count += 1
+        return count
+
+    return write
+
+
+def _jsonl_write(rows: Iterable[dict[str, Any]], handle: IO[str]) -> int:
+    count = 0
+    for row in rows:
+        handle.write(json.dumps(row, separators=(",", ":"), default=str))
+        handle.write("\n")
+        count += 1
     return count
+
+
+def _parquet_writer(columns: Sequence[str], integer_values: bool) -> Writer:
+    from airflow_provider_butlr.output_parquet import write_parquet
+
+    def write(rows: Iterable[dict[str, Any]], handle: IO[bytes]) -> int:
+        return write_parquet(rows, handle, columns, integer_values=integer_values)
+
+    return write
 
 
 def is_uri(destination: str) -> bool:
@@ -76,24 +120,39 @@ def write_rows(
     *,
     columns: Sequence[str] = ROW_COLUMNS,
     conn_id: str | None = None,
+    escape_formulas: bool = True,
+    integer_values: bool = False,
 ) -> int:
     """Write ``rows`` to ``destination`` atomically; return how many were written.
 
     ``destination`` is a local path or a URI understood by Airflow's ``ObjectStoragePath``
-    (``file://``, ``s3://``, ``gs://``... with ``conn_id`` for credentials).
+    (``file://``, ``s3://``, ``gs://``... with ``conn_id`` for credentials). ``escape_formulas``
+    neutralises CSV text cells a spreadsheet would run as formulas; ``integer_values`` makes the
+    Parquet ``value`` column int64 (every measurement/function of the export counts whole numbers).
     """
     fmt = output_format_for(destination, output_format)
+    require_output_format(fmt)
+    if fmt == "parquet":
+        write, binary = _parquet_writer(columns, integer_values), True
+    elif fmt == "csv":
+        write, binary = _csv_writer(columns, escape_formulas), False
+    else:
+        write, binary = _jsonl_write, False
     if not is_uri(destination):
-        return _write_local(rows, Path(destination).expanduser(), fmt, columns)
-    return _write_object(rows, destination, fmt, columns, conn_id)
+        return _write_local(rows, Path(destination).expanduser(), write, binary)
+    return _write_object(rows, destination, write, binary, conn_id)
 
 
-def _write_local(rows: Iterable[dict[str, Any]], final: Path, fmt: str, columns: Sequence[str]) -> int:
+def _open_args(binary: bool) -> dict[str, Any]:
+    return {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
+
+
+def _write_local(rows: Iterable[dict[str, Any]], final: Path, write: Writer, binary: bool) -> int:
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
-            count = _write(rows, handle, fmt, columns)
+        with temporary.open(**_open_args(binary)) as handle:
+            count = write(rows, handle)
             handle.flush()
             os.fsync(handle.fileno())  # on disk before the rename: a crash never leaves an empty file
         os.replace(temporary, final)
@@ -105,7 +164,7 @@ def _write_local(rows: Iterable[dict[str, Any]], final: Path, fmt: str, columns:
 
 
 def _write_object(
-    rows: Iterable[dict[str, Any]], destination: str, fmt: str, columns: Sequence[str], conn_id: str | None
+    rows: Iterable[dict[str, Any]], destination: str, write: Writer, binary: bool, conn_id: str | None
 ) -> int:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -113,8 +172,8 @@ def _write_object(
     temporary = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
-            count = _write(rows, handle, fmt, columns)
+        with temporary.open(**_open_args(binary)) as handle:
+            count = write(rows, handle)
         temporary.rename(final)
     except BaseException:
         with contextlib.suppress(Exception):

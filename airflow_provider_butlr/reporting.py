@@ -68,6 +68,21 @@ MEASUREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "room_presence_time_secs": (("rooms",), "rooms"),
     "zone_presence_time_secs": (("zones",), "zones"),
 }
+# Measurements that count people or passages, and the window functions that keep such counts whole:
+# their values are ints in every output format (an API answer of 3.0 becomes 3); mean/median and the
+# presence seconds stay floats.
+WHOLE_NUMBER_MEASUREMENTS = frozenset(
+    {
+        "floor_occupancy",
+        "room_occupancy",
+        "zone_occupancy",
+        "tag_occupancy",
+        "traffic_floor_occupancy",
+        "traffic_room_occupancy",
+        "traffic",
+    }
+)
+WHOLE_NUMBER_FUNCTIONS = frozenset({"max", "min", "sum", "first", "last"})
 CALIBRATED_MEASUREMENTS = ("traffic_floor_occupancy", "traffic_room_occupancy")
 CALIBRATED_VALUES = ("true", "raw", "false")
 WINDOW_FUNCTIONS = ("mean", "max", "min", "sum", "median", "first", "last")
@@ -96,6 +111,7 @@ DEFAULT_PAGE_LIMIT = 1000
 
 ROW_COLUMNS: tuple[str, ...] = (
     "time",
+    "local_time",
     "measurement",
     "function",
     "field",
@@ -186,6 +202,11 @@ def validate_functions(functions: str | Iterable[str], name: str = "window_funct
         if item not in WINDOW_FUNCTIONS:
             raise _error(f"{name}: {item!r} is not a window function; allowed: {', '.join(WINDOW_FUNCTIONS)}")
     return list(dict.fromkeys(items))
+
+
+def counts_whole_numbers(measurement: str, function: str) -> bool:
+    """True when ``function`` over ``measurement`` gives whole numbers (``max`` of occupancy, ``sum`` of traffic)."""
+    return measurement in WHOLE_NUMBER_MEASUREMENTS and function in WHOLE_NUMBER_FUNCTIONS
 
 
 def parse_every(every: str, name: str = "window_every") -> timedelta:
@@ -804,29 +825,75 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-_OWN_COLUMNS = frozenset({"measurement", "function", "asset_type", "asset_id"})  # never the API's
+def whole_value(value: Any) -> float | int | None:
+    """A count as an ``int`` when it is a whole number (``3.0`` -> ``3``); fractions stay as they are."""
+    number = _number(value)
+    if isinstance(number, float) and number.is_integer():
+        return int(number)
+    return number
+
+
+def float_value(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else float(number)
+
+
+def value_converter(measurement: str, function: str) -> Callable[[Any], float | int | None]:
+    """How a row's ``value`` is typed: whole counts as ints, everything else as floats."""
+    return whole_value if counts_whole_numbers(measurement, function) else float_value
+
+
+_OWN_COLUMNS = frozenset(
+    {"measurement", "function", "asset_type", "asset_id", "local_time"}
+)  # never the API's
 _TYPED_COLUMNS: dict[str, Callable[[Any], Any]] = {
     "time": normalise_time,
-    "value": _number,
     "data_incomplete": _flag,
     "null_percentage": _number,
 }
 
 
-def row_from_api(raw: Mapping[str, Any], measurement: str, function: str) -> Row:
-    """One API row (shape A or a shape C leaf) as a row with the stable columns."""
+def as_zone(tz: str | ZoneInfo | None) -> ZoneInfo | None:
+    """A ZoneInfo from an IANA name (validated) or a ZoneInfo; None stays None."""
+    return tz if tz is None or isinstance(tz, ZoneInfo) else validate_timezone(tz)
+
+
+@lru_cache(maxsize=8192)
+def local_time(utc_time: str, zone: ZoneInfo) -> str:
+    """``2025-03-09T07:00:00Z`` in ``America/New_York`` -> ``2025-03-09T03:00:00-04:00``.
+
+    The offset is the zone's at that instant (DST-correct per row); an unparseable time gives ``""``.
+    Cached: every asset of a request repeats the same window times.
+    """
+    try:
+        return parse_iso_utc(utc_time).astimezone(zone).isoformat()
+    except ValueError:
+        return ""
+
+
+def row_from_api(
+    raw: Mapping[str, Any], measurement: str, function: str, zone: ZoneInfo | None = None
+) -> Row:
+    """One API row (shape A or a shape C leaf) as a row with the stable columns.
+
+    ``value`` is an int for whole counts (see :func:`counts_whole_numbers`), else a float;
+    ``local_time`` is ``time`` in ``zone`` (the query's window timezone), ``""`` without a zone.
+    """
     asset_kind = MEASUREMENTS[measurement][1]
     row = _new_row(measurement, function, asset_kind)
+    typed_value = value_converter(measurement, function)
     for key, value in raw.items():
         column = _API_TO_COLUMN.get(key, key)
         if column in _OWN_COLUMNS:
             continue  # the API's internal measurement names are never used
-        convert = _TYPED_COLUMNS.get(column)
+        convert = typed_value if column == "value" else _TYPED_COLUMNS.get(column)
         if convert is not None:
             row[column] = convert(value)
         elif column in row:
             row[column] = "" if value is None else str(value)
     row["asset_id"] = row[_ASSET_ID_COLUMN[asset_kind]]
+    if zone is not None and row["time"]:
+        row["local_time"] = local_time(row["time"], zone)
     return row
 
 
@@ -852,22 +919,29 @@ def _is_stats_leaf(node: Mapping[str, Any]) -> bool:
 
 
 def flatten_response(
-    payload: Any, *, measurement: str, function: str, group_by_order: Sequence[str] | None = None
+    payload: Any,
+    *,
+    measurement: str,
+    function: str,
+    group_by_order: Sequence[str] | None = None,
+    timezone: str | ZoneInfo | None = None,
 ) -> Iterator[Row]:
     """Rows from any response shape: A (flat list), B (nested, stats leaves), C (nested, row arrays).
 
     Shape B leaves give ``value = leaf[function]`` (the nine stats summarise the windowed values
     of the group); the group keys fill the matching columns (``room_id``, ``time``, ``field``...).
+    ``timezone`` (the request's ``window.timezone``) fills ``local_time``.
     """
     data = response_data(payload)
     order = list(group_by_order or [])
+    zone = as_zone(timezone)
     if isinstance(data, list):
         for raw in data:
             if not isinstance(raw, Mapping):
                 raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
-            yield row_from_api(raw, measurement, function)
+            yield row_from_api(raw, measurement, function, zone)
         return
-    yield from _flatten_nested(data, measurement, function, order, 0, {})
+    yield from _flatten_nested(data, measurement, function, order, 0, {}, zone)
 
 
 def _flatten_nested(
@@ -877,6 +951,7 @@ def _flatten_nested(
     order: list[str],
     depth: int,
     keys: dict[str, str],
+    zone: ZoneInfo | None = None,
 ) -> Iterator[Row]:
     for key, child in node.items():
         column = _group_column(str(key), order[depth] if depth < len(order) else None)
@@ -885,14 +960,13 @@ def _flatten_nested(
             for raw in child:
                 if not isinstance(raw, Mapping):
                     raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
-                row = row_from_api({**_path_to_api(path), **raw}, measurement, function)
-                yield row
+                yield row_from_api({**_path_to_api(path), **raw}, measurement, function, zone)
         elif isinstance(child, Mapping) and _is_stats_leaf(child):  # shape B
             stat = function if function in child else "mean"
             raw = {**_path_to_api(path), "value": child.get(stat)}
-            yield row_from_api(raw, measurement, function)
+            yield row_from_api(raw, measurement, function, zone)
         elif isinstance(child, Mapping):
-            yield from _flatten_nested(child, measurement, function, order, depth + 1, path)
+            yield from _flatten_nested(child, measurement, function, order, depth + 1, path, zone)
         else:
             raise ButlrDataError(f"unexpected {type(child).__name__} under reporting group key {key!r}")
 

@@ -1,7 +1,8 @@
 """One export in a fresh process, reporting rows, seconds and peak RSS as one JSON line.
 
 ``python -m benchmarks.export_child SPEC_JSON`` where the spec holds ``mode`` (``operator``: the
-provider's ``ButlrReportingOperator`` streaming JSON Lines to a file; ``httphook``: the usual
+provider's ``ButlrReportingOperator`` streaming JSON Lines to a file; ``parquet``: the same to
+Parquet; ``httphook``: the usual
 hand-written alternative, ``HttpHook.run()`` per batch of 10 rooms, rows collected in a list and
 dumped at the end), ``rooms``, ``start``, ``stop``, ``every`` and ``out``. A fresh process per
 export makes ``ru_maxrss`` the peak of that export alone.
@@ -52,7 +53,7 @@ def export_with_operator(spec: dict[str, Any]) -> int:
         window_function="mean",
         timezone="UTC",
         output_path=spec["out"],
-        output_format="jsonl",
+        output_format=spec.get("format", "jsonl"),
     )
     result = operator.execute({})
     return int(result["rows"])
@@ -84,9 +85,19 @@ def export_with_httphook(spec: dict[str, Any]) -> int:
 
 PRELOAD = {
     "operator": ("requests", "airflow_provider_butlr.hooks.butlr", "airflow_provider_butlr.operators.butlr"),
+    "parquet": (
+        "requests",
+        "airflow_provider_butlr.hooks.butlr",
+        "airflow_provider_butlr.operators.butlr",
+        "pyarrow.parquet",
+    ),
     "httphook": ("requests", "airflow.providers.http.hooks.http", "benchmarks.contenders"),
 }
-EXPORTS = {"operator": export_with_operator, "httphook": export_with_httphook}
+EXPORTS = {
+    "operator": export_with_operator,
+    "parquet": lambda spec: export_with_operator({**spec, "format": "parquet"}),
+    "httphook": export_with_httphook,
+}
 
 
 def main(spec: dict[str, Any]) -> dict[str, Any]:

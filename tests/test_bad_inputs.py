@@ -337,21 +337,21 @@ CASES = [
     ),
     Case(
         "unsupported output format",
-        lambda e: reporting(e, output_format="parquet"),
+        lambda e: reporting(e, output_format="xlsx"),
         ButlrConfigurationError,
-        (r"output_format 'parquet' is not supported", r"allowed: jsonl, csv"),
+        (r"output_format 'xlsx' is not supported", r"allowed: jsonl, csv, parquet"),
     ),
     Case(
         "unsupported output format, known only after rendering",
-        lambda e: reporting(e, output_format="{{ params.get('format', 'parquet') }}"),
+        lambda e: reporting(e, output_format="{{ params.get('format', 'xlsx') }}"),
         ButlrConfigurationError,
-        (r"output_format 'parquet' is not supported", r"allowed: jsonl, csv"),
+        (r"output_format 'xlsx' is not supported", r"allowed: jsonl, csv, parquet"),
     ),
     Case(
         "output path without a known suffix",
         lambda e: reporting(e, output_path=e.file("export.xlsx")),
         ButlrConfigurationError,
-        (r"has no \.jsonl/\.ndjson/\.csv suffix", r"output_format", r"jsonl, csv"),
+        (r"has no \.jsonl/\.ndjson/\.csv/\.parquet suffix", r"output_format", r"jsonl, csv, parquet"),
     ),
     Case(
         "unknown timezone",

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
@@ -65,6 +67,7 @@ def rendered(dag: Any, task: Any) -> tuple[Any, dict[str, Any]]:
             "operators.md",
             {
                 "export_occupancy",
+                "export_counts",
                 "room_traffic",
                 "weekly_stats",
                 "rooms_of_floor",
@@ -98,8 +101,16 @@ def test_operator_examples_run_against_the_emulator(butlr_conn: Any, tmp_path: P
     export = results["export_occupancy"]
     assert export["path"] == f"{tmp_path}/occupancy/2025-03-09.csv" and export["format"] == "csv"
     lines = Path(export["path"]).read_text().splitlines()
-    assert lines[0].startswith("time,measurement,function,field,value,") and len(lines) == export["rows"] + 1
+    assert (
+        lines[0].startswith("time,local_time,measurement,function,field,value,")
+        and len(lines) == export["rows"] + 1
+    )
     assert export["start"] == "2025-03-09T05:00:00Z" and export["stop"] == "2025-03-10T04:00:00Z"  # NY, 23 h
+
+    counts = results["export_counts"]
+    assert counts["path"] == f"{tmp_path}/counts/2025-03-09.parquet" and counts["format"] == "parquet"
+    table = pq.read_table(counts["path"])
+    assert table.num_rows == counts["rows"] > 0 and table.schema.field("value").type == pa.int64()
 
     traffic = results["room_traffic"]
     assert traffic and {r["measurement"] for r in traffic} == {"traffic_room_occupancy"}

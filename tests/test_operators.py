@@ -158,9 +158,9 @@ def test_reporting_and_stats_template_ids_and_time_bounds() -> None:
         ),
         (
             lambda: ButlrReportingOperator(
-                task_id="t", measurements="room_occupancy", rooms=["room_1"], output_path="/tmp/x.parquet"
+                task_id="t", measurements="room_occupancy", rooms=["room_1"], output_path="/tmp/x.xlsx"
             ),
-            r"output_path '/tmp/x.parquet' has no .jsonl/.ndjson/.csv suffix",
+            r"output_path '/tmp/x.xlsx' has no .jsonl/.ndjson/.csv/.parquet suffix",
         ),
         (
             lambda: ButlrReportingOperator(

@@ -20,7 +20,7 @@ from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.export import ExportStats, validate_concurrency
 from airflow_provider_butlr.hooks.butlr import ButlrHook
-from airflow_provider_butlr.output import output_format_for, write_rows
+from airflow_provider_butlr.output import output_format_for, require_output_format, write_rows
 from airflow_provider_butlr.queries import device_health_report
 from airflow_provider_butlr.reporting import (
     CALIBRATED_MEASUREMENTS,
@@ -28,6 +28,7 @@ from airflow_provider_butlr.reporting import (
     BatchLimits,
     ReportingQuery,
     Row,
+    counts_whole_numbers,
     format_time,
     local_day_bounds,
     measurement_filter_kind,
@@ -312,7 +313,7 @@ class ButlrOperator(BaseOperator):
 
 
 class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
-    """Export reporting time series as flat rows: to a file (CSV / JSON Lines), or to XCom when small.
+    """Export reporting time series as flat rows: to a file (CSV, JSON Lines, Parquet) or to XCom when small.
 
     Select assets with ``floors``/``rooms``/``zones``/``tags`` ids, or ``sites``/``buildings``
     (resolved to their floors, rooms and zones through the topology). Each measurement is queried for
@@ -326,6 +327,10 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     The export splits ids into batches (``max_ids_per_request``, default 30; ``max_ids_long_range`` for
     ranges of 24 h or more, default 10), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
     (Butlr's silent truncation), and streams rows in a deterministic order.
+
+    Output: ``output_format`` ``csv``, ``jsonl`` or ``parquet`` (the ``parquet`` extra), else the
+    ``output_path`` suffix; ``csv_escape_formulas`` (default True) neutralises CSV text cells that
+    a spreadsheet would run as formulas. Every row has ``local_time`` (``time`` in the window timezone).
 
     Returns ``{"path", "format", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
     with ``output_path``; else the list of rows (refused above ``max_xcom_rows``).
@@ -377,6 +382,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         output_path: str | None = None,
         output_format: str | None = None,
         output_conn_id: str | None = None,
+        csv_escape_formulas: bool = True,
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
         butlr_conn_id: str = ButlrHook.default_conn_name,
         **kwargs: Any,
@@ -404,6 +410,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.output_path = output_path
         self.output_format = output_format
         self.output_conn_id = output_conn_id
+        self.csv_escape_formulas = csv_escape_formulas
         self.max_xcom_rows = max_xcom_rows
         self.butlr_conn_id = butlr_conn_id
         self._kill_requested = False
@@ -448,6 +455,10 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         BatchLimits.from_args(self.max_ids_per_request, self.max_ids_long_range)
         validate_concurrency(self.max_concurrency)
         _check_positive_int(self.max_xcom_rows, "max_xcom_rows", allow_none=False)
+        if not isinstance(self.csv_escape_formulas, bool):
+            raise ButlrConfigurationError(
+                f"csv_escape_formulas must be True or False, got {self.csv_escape_formulas!r}"
+            )
         format_known = strict or is_literal(self.output_format)
         if self.output_path is not None and (strict or is_literal(self.output_path)):
             if not isinstance(self.output_path, str) or not self.output_path.strip():
@@ -500,6 +511,8 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self._validate(strict=True)
+        if self.output_path is not None:
+            require_output_format(output_format_for(self.output_path, self.output_format))
         self._kill_requested = False
         stats = ExportStats()
         with ButlrHook(self.butlr_conn_id) as hook:
@@ -508,7 +521,19 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
             try:
                 if self.output_path is None:
                     return self._rows_for_xcom(rows)
-                count = write_rows(rows, self.output_path, self.output_format, conn_id=self.output_conn_id)
+                count = write_rows(
+                    rows,
+                    self.output_path,
+                    self.output_format,
+                    conn_id=self.output_conn_id,
+                    escape_formulas=self.csv_escape_formulas,
+                    integer_values=all(
+                        counts_whole_numbers(m, f)
+                        for q in queries
+                        for m in q.measurements
+                        for f in q.functions
+                    ),
+                )
             finally:
                 rows.close()  # an export stopped early joins its worker threads and closes their sessions
         summary = {
