@@ -193,7 +193,7 @@ def test_readme_first_dag_walkthrough_runs_as_written(butlr_conn: Any, tmp_path:
     assert done.returncode == 0, output[-3000:]
     exported = tmp_path / "out" / "2025-03-09.csv"
     lines = exported.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("time,measurement,function,")
+    assert lines[0].startswith("time,local_time,measurement,function,")
     # New York's March 9 2025 is a 23-hour DST day: one row per room (32 in the emulator's New York
     # site) and local hour, as the README says
     assert len(lines) - 1 == 32 * 23 == 736

@@ -126,7 +126,7 @@ def first_room(url: str, token: str) -> str:
 
 def test_the_docs_example_runs_against_a_served_emulator(tmp_path: Path) -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
-    (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if "EmulatorAdminClient(" in b]
     served = serve(tmp_path, "--quiet")
     try:
         exec(block.replace("http://127.0.0.1:8765", served.url), {})
