@@ -16,8 +16,21 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_provider_butlr.exceptions import ButlrDataError
-from airflow_provider_butlr.export import ExportStats, fetch_pages, iter_export_rows
-from airflow_provider_butlr.reporting import ExportUnit, format_time, local_day_bounds
+from airflow_provider_butlr.export import (
+    ExportOptions,
+    ExportStats,
+    fetch_pages,
+    iter_export_rows,
+    run_export,
+)
+from airflow_provider_butlr.reporting import (
+    ASSET_KINDS,
+    ExportUnit,
+    ReportingQuery,
+    Row,
+    format_time,
+    local_day_bounds,
+)
 from airflow_provider_butlr.testing.series import minute_values, series_assets
 
 UTC = timezone.utc
@@ -93,6 +106,26 @@ def covered(emu: Any, measurement: str, ids: list[str]) -> list[str]:
     return [i for i in ids if i in with_data]
 
 
+def export_rows(
+    hook: Any,
+    measurements: str | list[str],
+    *,
+    stats: ExportStats | None = None,
+    max_ids_per_request: int | None = None,
+    max_ids_long_range: int | None = None,
+    **args: Any,
+) -> Iterator[Row]:
+    """``run_export`` from flat arguments: asset kinds, query arguments and export options."""
+    assets = {kind: args.pop(kind) for kind in ASSET_KINDS if kind in args}
+    option_names = ("max_concurrency", "max_windows_per_request", "page_limit", "max_rows_per_request")
+    options = {name: args.pop(name) for name in option_names if name in args}
+    query = ReportingQuery.build(measurements, assets=assets, **args)
+    export_options = ExportOptions.from_args(
+        max_ids_per_request=max_ids_per_request, max_ids_long_range=max_ids_long_range, **options
+    )
+    return run_export(hook, query, export_options, stats)
+
+
 # --- acceptance --------------------------------------------------------------------------------
 
 
@@ -104,7 +137,8 @@ def test_95_rooms_over_one_day_send_at_most_10_ids_and_export_the_ground_truth(
     start, stop = local_day_bounds("2025-01-15", "America/New_York")  # a 24 h day
     stats = ExportStats()
     rows = list(
-        fast_hook().iter_reporting_rows(
+        export_rows(
+            fast_hook(),
             "room_occupancy",
             rooms=rooms,
             start=start,
@@ -145,7 +179,8 @@ def test_chunks_pages_and_concurrency_across_a_dst_change(
     for concurrency in (1, 5):
         emu.counters.reset()
         rows = list(
-            fast_hook().iter_reporting_rows(
+            export_rows(
+                fast_hook(),
                 "room_occupancy",
                 rooms=rooms,
                 start=start,
@@ -174,7 +209,8 @@ def test_the_silent_empty_answer_is_detected_and_survived(butlr_conn: Any, fast_
     start, stop = local_day_bounds("2025-01-15", "America/New_York")
     stats = ExportStats()
     rows = list(
-        fast_hook().iter_reporting_rows(
+        export_rows(
+            fast_hook(),
             "room_occupancy",
             rooms=rooms,
             start=start,
@@ -204,7 +240,8 @@ def test_an_injected_empty_answer_is_asked_again_in_halves(butlr_conn: Any, fast
     emu.faults.add(path=REPORTING, kind="empty_data", at_calls=[1])
     stats = ExportStats()
     rows = list(
-        fast_hook().iter_reporting_rows(
+        export_rows(
+            fast_hook(),
             "room_occupancy",
             rooms=rooms,
             start=start,
@@ -229,7 +266,8 @@ def test_retried_server_errors_neither_lose_nor_duplicate_rows(butlr_conn: Any, 
     start, stop = local_day_bounds("2025-06-02", "America/New_York")
     emu.faults.add(path=REPORTING, kind="status", status=503, every=3)
     rows = list(
-        fast_hook().iter_reporting_rows(
+        export_rows(
+            fast_hook(),
             "room_occupancy",
             rooms=rooms,
             start=start,
@@ -254,8 +292,15 @@ def test_traffic_rows_are_per_sensor_and_direction(butlr_conn: Any, fast_hook: A
     sensors = [s.id for f in floors for s in (emu.org.floors_by_id[f].sensors or []) if s.mode == "traffic"]
     start, stop = local_day_bounds("2025-02-04", tz)
     rows = list(
-        fast_hook().iter_reporting_rows(
-            "traffic", floors=floors, start=start, stop=stop, every="1h", function="sum", timezone=tz
+        export_rows(
+            fast_hook(),
+            "traffic",
+            floors=floors,
+            start=start,
+            stop=stop,
+            every="1h",
+            function="sum",
+            timezone=tz,
         )
     )
     assert {r["asset_type"] for r in rows} == {"sensor"} and {r["field"] for r in rows} == {"in", "out"}
@@ -274,8 +319,15 @@ def test_floor_occupancy_uses_the_spaces_filter_and_daily_windows(butlr_conn: An
     start, _ = local_day_bounds("2025-03-07", tz)
     _, stop = local_day_bounds("2025-03-10", tz)
     rows = list(
-        fast_hook().iter_reporting_rows(
-            "floor_occupancy", floors=floors, start=start, stop=stop, every="1d", function="max", timezone=tz
+        export_rows(
+            fast_hook(),
+            "floor_occupancy",
+            floors=floors,
+            start=start,
+            stop=stop,
+            every="1d",
+            function="max",
+            timezone=tz,
         )
     )
     assert all("spaces" in b["filter"] for b in reporting_bodies(emu))
@@ -288,16 +340,13 @@ def test_floor_occupancy_uses_the_spaces_filter_and_daily_windows(butlr_conn: An
 
 
 def unit(ids: tuple[str, ...] = ("room_1",)) -> ExportUnit:
-    return ExportUnit(
+    query = ReportingQuery.build(
         "room_occupancy",
-        "mean",
-        "rooms",
-        ids,
-        datetime(2025, 1, 1, tzinfo=UTC),
-        datetime(2025, 1, 2, tzinfo=UTC),
-        "1h",
-        "UTC",
+        assets={"rooms": ids},
+        start=datetime(2025, 1, 1, tzinfo=UTC),
+        stop=datetime(2025, 1, 2, tzinfo=UTC),
     )
+    return ExportUnit("room_occupancy", "mean", "rooms", ids, query.start, query.stop, query)
 
 
 def row(room: str, hour: int) -> dict[str, Any]:
@@ -335,7 +384,7 @@ def test_closing_the_export_early_stops_asking() -> None:
         return {"data": [row(i, 0) for i in ids]}
 
     units = [unit((f"room_{i}",)) for i in range(50)]
-    rows: Iterator[dict[str, Any]] = iter_export_rows(units, lambda: fetch, max_concurrency=2)
+    rows: Iterator[dict[str, Any]] = iter_export_rows(units, lambda: fetch, ExportOptions(max_concurrency=2))
     assert next(rows)["room_id"] == "room_0"
     rows.close()  # type: ignore[attr-defined]
     assert len(calls) <= 4
@@ -343,4 +392,4 @@ def test_closing_the_export_early_stops_asking() -> None:
 
 def test_concurrency_is_bounded_to_butlrs_recommendation() -> None:
     with pytest.raises(ValueError, match="max_concurrency must be an integer from 1 to 5"):
-        list(iter_export_rows([unit()], lambda: dict, max_concurrency=6))
+        ExportOptions(max_concurrency=6)
