@@ -333,8 +333,8 @@ def iter_export_rows(
     """Yield the rows of every unit in plan order.
 
     ``fetch_factory`` is called once per worker thread (each thread gets its own HTTP session).
-    With ``max_concurrency > 1`` a bounded window of futures is kept in flight and consumed in
-    order; closing the generator early cancels the units not started yet.
+    A window of ``max_concurrency`` units is kept in flight (never more requests at once) and
+    consumed in order; closing the generator early cancels the units not started yet.
     """
     units = list(units)
     stats = stats if stats is not None else ExportStats()
@@ -343,14 +343,9 @@ def iter_export_rows(
         adaptation = Adaptation(
             max(len(units), MIN_EXTRA_REQUESTS) if extra is None else extra, options.limits.long_range
         )
-    if options.max_concurrency == 1:
-        ctx = _Context(fetch_factory(), options, adaptation, stats)
-        for unit in units:
-            rows = fetch_unit(ctx, unit)
-            stats.add(units=1, rows=len(rows))
-            yield from rows
-        return
-
+    # One worker per allowed request in flight; the caller consumes (writes) the rows of one unit
+    # while the workers fetch the next ones, so even one request at a time overlaps the server's
+    # time with the client's.
     local = threading.local()
 
     def work(unit: ExportUnit) -> list[Row]:

@@ -58,11 +58,22 @@ def _write(rows: Iterable[dict[str, Any]], handle: IO[str], fmt: str, columns: S
             writer.writerow([_cell(row.get(c)) for c in columns])
             count += 1
     else:
+        encode = _jsonl_encoder()
         for row in rows:
-            handle.write(json.dumps(row, separators=(",", ":"), default=str))
-            handle.write("\n")
+            handle.write(encode(row))
             count += 1
     return count
+
+
+def _jsonl_encoder() -> Any:
+    """One row as a JSON line: msgspec's encoder when installed (about 5x faster), else json's."""
+    try:
+        import msgspec  # ships with Airflow 3.3; optional before
+    except ImportError:
+        encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+        return lambda row: encoder.encode(row) + "\n"
+    fast = msgspec.json.Encoder(enc_hook=str)
+    return lambda row: fast.encode(row).decode() + "\n"
 
 
 def is_uri(destination: str) -> bool:

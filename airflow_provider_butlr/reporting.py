@@ -895,6 +895,11 @@ def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
 
 
 def _number(value: Any) -> float | int | None:
+    kind = type(value)
+    if kind is float:
+        return None if value != value else value  # NaN is not equal to itself
+    if kind is int:
+        return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -910,6 +915,10 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _text(value: Any) -> str:
+    return value if type(value) is str else "" if value is None else str(value)
+
+
 _OWN_COLUMNS = frozenset({"measurement", "function", "asset_type", "asset_id"})  # never the API's
 _TYPED_COLUMNS: dict[str, Callable[[Any], Any]] = {
     "time": normalise_time,
@@ -917,21 +926,33 @@ _TYPED_COLUMNS: dict[str, Callable[[Any], Any]] = {
     "data_incomplete": _flag,
     "null_percentage": _number,
 }
+_DROP = ("", _text)  # the plan of an API key that has no column
+_KEY_PLANS: dict[str, tuple[str, Callable[[Any], Any]]] = {}
+
+
+def _key_plan(key: str) -> tuple[str, Callable[[Any], Any]]:
+    """Where an API key goes and how its value is converted (cached: rows repeat the same keys)."""
+    plan = _KEY_PLANS.get(key)
+    if plan is None:
+        column = _API_TO_COLUMN.get(key, key)
+        if column in _OWN_COLUMNS or column not in _EMPTY_ROW:
+            plan = _DROP  # the API's internal measurement names and unknown keys are never used
+        else:
+            plan = (column, _TYPED_COLUMNS.get(column, _text))
+        if len(_KEY_PLANS) < 1024:
+            _KEY_PLANS[key] = plan
+    return plan
 
 
 def row_from_api(raw: Mapping[str, Any], measurement: str, function: str) -> Row:
     """One API row (shape A or a shape C leaf) as a row with the stable columns."""
     asset_kind = MEASUREMENTS[measurement][1]
     row = _new_row(measurement, function, asset_kind)
+    plans = _KEY_PLANS
     for key, value in raw.items():
-        column = _API_TO_COLUMN.get(key, key)
-        if column in _OWN_COLUMNS:
-            continue  # the API's internal measurement names are never used
-        convert = _TYPED_COLUMNS.get(column)
-        if convert is not None:
+        column, convert = plans.get(key) or _key_plan(key)
+        if column:
             row[column] = convert(value)
-        elif column in row:
-            row[column] = "" if value is None else str(value)
     row["asset_id"] = row[_ASSET_ID_COLUMN[asset_kind]]
     return row
 
