@@ -8,6 +8,7 @@ start of ``execute`` after templates were rendered, with errors naming the argum
 from __future__ import annotations
 
 import json as jsonlib
+import os
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -208,6 +209,14 @@ TIME_CHECKS = (
     Check("days", ("days",), _check_days),
     Check("local_day", ("local_day", "start", "stop"), _check_local_day),
 )
+
+
+def _check_output_target(path: Any) -> None:
+    """A local ``output_path`` must not be a directory (checked on the worker, before any request)."""
+    if isinstance(path, str) and "://" not in path and os.path.isdir(os.path.expanduser(path)):
+        raise ButlrConfigurationError(
+            f"output_path {path!r} is a directory; name a file such as {path.rstrip('/')}/export.jsonl"
+        )
 
 
 def _check_callable(value: Any, name: str) -> None:
@@ -522,6 +531,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         ),
         Check("max_xcom_rows", ("max_xcom_rows",), positive_int("max_xcom_rows")),
         Check("output", ("output_path", "output_format"), _check_output),
+        Check("output_target", ("output_path",), _check_output_target, final_only=True),
         *(
             Check(kind, (kind,), ids_of(kind))
             for kind in ("sites", "buildings", "floors", "rooms", "zones", "tags")
