@@ -607,3 +607,28 @@ def test_pages_are_asked_only_when_page_info_announces_more() -> None:
         ExportStats(),
     )
     assert len(asked) == 1 and "paginate" not in asked[0]
+
+
+def test_jsonl_lines_are_the_same_with_or_without_msgspec(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import json
+    import sys
+
+    from airflow_provider_butlr.output import ROW_COLUMNS, _write
+
+    rows = [
+        {
+            **dict.fromkeys(ROW_COLUMNS, ""),
+            "value": 1.5,
+            "room_name": "Salle 1.1 café",
+            "data_incomplete": None,
+        },
+        {**dict.fromkeys(ROW_COLUMNS, ""), "value": 7, "null_percentage": 0.25, "data_incomplete": True},
+    ]
+    fast, plain = io.StringIO(), io.StringIO()
+    assert _write(rows, fast, "jsonl", ROW_COLUMNS) == 2
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # as on an Airflow without msgspec
+    assert _write(rows, plain, "jsonl", ROW_COLUMNS) == 2
+    parse = lambda text: [json.loads(line) for line in text.splitlines()]  # noqa: E731
+    assert parse(fast.getvalue()) == parse(plain.getvalue()) == rows
+    assert list(parse(fast.getvalue())[0]) == list(ROW_COLUMNS)  # column order kept
