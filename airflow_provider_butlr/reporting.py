@@ -17,7 +17,6 @@ API traps handled here (see the Butlr API reference, section 3):
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -187,6 +186,8 @@ def pick(
         if item in allowed:
             continue
         hint = (elsewhere or {}).get(item, "")
+        import difflib  # only on a typo: keeps DAG parsing light
+
         close = difflib.get_close_matches(item, allowed, n=1, cutoff=0.6) if not hint else []
         suggestion = f"; did you mean {close[0]!r}?" if close else ""
         raise _error(f"{name}: {item!r} is not a {noun}; allowed: {', '.join(allowed)}{hint}{suggestion}")

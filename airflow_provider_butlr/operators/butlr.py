@@ -386,9 +386,11 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     day, see :func:`run_day`; or ``"YYYY-MM-DD"``) with ``days`` local days ending that day, computed
     in each site's own timezone (DST-correct) unless ``timezone`` forces one.
 
-    The export splits ids into batches (``max_ids_per_request``, default 30; ``max_ids_long_range`` for
-    ranges of 24 h or more, default 10), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
-    (Butlr's silent truncation), and streams rows in a deterministic order.
+    The export asks for as many ids per request as Butlr's budget allows (``max_ids_per_request``,
+    default 30; ``max_ids_long_range`` for ranges of 24 h or more, default 10) and the whole range
+    unless an answer would exceed 50,000 rows; it pages only when the server says there is more,
+    re-asks an empty answer in smaller parts (Butlr's silent truncation, bounded), and streams rows
+    in a deterministic order (see ``airflow_provider_butlr.export``).
 
     Returns ``{"path", "format", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
     with ``output_path``; else the list of rows (refused above ``max_xcom_rows``).
