@@ -372,14 +372,19 @@ def iter_export_rows(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def plan_export(query: ReportingQuery, options: ExportOptions) -> list[ExportUnit]:
-    """The units of ``query`` under ``options``; refuses more ids than one task should carry."""
-    if query.asset_count > options.max_ids_per_task:
+def check_ids_per_task(count: int, options: ExportOptions) -> None:
+    """Refuse more ids than one task should carry, pointing to dynamic task mapping."""
+    if count > options.max_ids_per_task:
         raise ButlrConfigurationError(
-            f"{query.asset_count} asset ids in one export is more than max_ids_per_task="
+            f"{count} asset ids in one export is more than max_ids_per_task="
             f"{options.max_ids_per_task}; split the ids across mapped tasks (dynamic task mapping, e.g. "
             "ButlrReportingOperator.partial(...).expand(rooms=[chunk1, chunk2, ...])) or raise the limit"
         )
+
+
+def plan_export(query: ReportingQuery, options: ExportOptions) -> list[ExportUnit]:
+    """The units of ``query`` under ``options``; refuses more ids than one task should carry."""
+    check_ids_per_task(query.asset_count, options)
     return plan_units(
         query,
         options.limits,

@@ -835,3 +835,17 @@ def test_device_health_refuses_a_floor_the_topology_does_not_have(butlr_conn: An
     op = ButlrDeviceHealthOperator(task_id="t", floors=[missing], max_offline_share=0)
     with pytest.raises(ButlrConfigurationError, match=rf"floors: '{missing}' is not a floor in the topology"):
         op.execute({})
+
+
+def test_more_ids_than_one_task_should_carry_fail_before_any_reporting_request(butlr_conn: Any) -> None:
+    sites = sites_by_tz(butlr_conn)
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        sites=[sites["America/New_York"], sites["Europe/Berlin"]],  # two queries, counted together
+        local_day="2025-03-09",
+        max_ids_per_task=10,
+    )
+    with pytest.raises(ButlrConfigurationError, match=r"more than max_ids_per_task=10.*dynamic task mapping"):
+        op.execute({})
+    assert reporting_requests(butlr_conn) == []

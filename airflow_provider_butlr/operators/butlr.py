@@ -20,7 +20,13 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
-from airflow_provider_butlr.export import ExportOptions, ExportStats, run_export
+from airflow_provider_butlr.export import (
+    DEFAULT_MAX_IDS_PER_TASK,
+    ExportOptions,
+    ExportStats,
+    check_ids_per_task,
+    run_export,
+)
 from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.output import output_format_for, write_rows
 from airflow_provider_butlr.queries import device_health_report
@@ -439,6 +445,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         max_ids_per_request: int | None = None,
         max_ids_long_range: int | None = None,
         max_concurrency: int = 1,
+        max_ids_per_task: int = DEFAULT_MAX_IDS_PER_TASK,
         output_path: str | None = None,
         output_format: str | None = None,
         output_conn_id: str | None = None,
@@ -466,6 +473,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.max_ids_per_request = max_ids_per_request
         self.max_ids_long_range = max_ids_long_range
         self.max_concurrency = max_concurrency
+        self.max_ids_per_task = max_ids_per_task
         self.output_path = output_path
         self.output_format = output_format
         self.output_conn_id = output_conn_id
@@ -526,9 +534,12 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         Check("include_zeros", ("include_zeros",), _check_include_zeros),
         Check(
             "options",
-            ("max_ids_per_request", "max_ids_long_range", "max_concurrency"),
-            lambda short, long, concurrency: ExportOptions.from_args(
-                max_ids_per_request=short, max_ids_long_range=long, max_concurrency=concurrency
+            ("max_ids_per_request", "max_ids_long_range", "max_concurrency", "max_ids_per_task"),
+            lambda short, long, concurrency, per_task: ExportOptions.from_args(
+                max_ids_per_request=short,
+                max_ids_long_range=long,
+                max_concurrency=concurrency,
+                max_ids_per_task=per_task,
             ),
         ),
         Check("max_xcom_rows", ("max_xcom_rows",), positive_int("max_xcom_rows")),
@@ -587,6 +598,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         stats = ExportStats()
         with ButlrHook(self.butlr_conn_id) as hook:
             queries = self._queries(context, hook, checked)
+            check_ids_per_task(sum(q.asset_count for q in queries), checked["options"])
             rows = self._stream(hook, queries, checked["options"], stats)
             try:
                 if self.output_path is None:
