@@ -28,7 +28,7 @@ from datetime import timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.reporting import (
     DEFAULT_MAX_ROWS_PER_REQUEST,
     BatchLimits,
@@ -69,11 +69,20 @@ class ExportStats:
     resplits: int = 0
     empty_units: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def stop(self) -> None:
+        """Ask the export's workers to send no further request (e.g. from ``on_kill``)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
 
 def validate_concurrency(max_concurrency: int, name: str = "max_concurrency") -> int:
@@ -163,6 +172,8 @@ def fetch_pages(
     announced = 0  # pages the last page_info with counts announced (0: unknown)
     limit = page_limit
     for page in range(1, MAX_PAGES_PER_UNIT + 1):
+        if stats.stopped:
+            raise ButlrError(f"the export was stopped after {stats.requests} request(s)")
         payload = fetch(unit.body() if limit is None else unit.body(page, limit))
         stats.add(requests=1)
         data = response_data(payload)
@@ -362,6 +373,8 @@ def iter_export_rows(
         )
         while in_flight:
             rows = in_flight.popleft().result()
+            if stats.stopped:  # never a silently shortened export
+                raise ButlrError(f"the export was stopped after {stats.requests} request(s)")
             following = next(todo, None)
             if following is not None:
                 in_flight.append(pool.submit(work, following))

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.export import (
     ExportOptions,
     ExportStats,
@@ -632,3 +632,20 @@ def test_jsonl_lines_are_the_same_with_or_without_msgspec(monkeypatch: pytest.Mo
     parse = lambda text: [json.loads(line) for line in text.splitlines()]  # noqa: E731
     assert parse(fast.getvalue()) == parse(plain.getvalue()) == rows
     assert list(parse(fast.getvalue())[0]) == list(ROW_COLUMNS)  # column order kept
+
+
+def test_a_stopped_export_sends_no_further_request() -> None:
+    calls: list[tuple[str, ...]] = []
+    stats = ExportStats()
+
+    def fetch(body: dict[str, Any]) -> dict[str, Any]:
+        ids = tuple(body["filter"]["rooms"]["eq"])
+        calls.append(ids)
+        return {"data": [row(i, 0) for i in ids]}
+
+    rows = iter_export_rows([unit((f"room_{i}",)) for i in range(20)], lambda: fetch, ExportOptions(), stats)
+    assert next(rows)["room_id"] == "room_0"
+    stats.stop()  # what on_kill() does
+    with pytest.raises(ButlrError, match=r"the export was stopped after [12] request\(s\)"):
+        list(rows)
+    assert len(calls) <= 2

@@ -659,13 +659,15 @@ def test_sigterm_stops_an_export_and_leaves_no_temporary_file(
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
     try:
         with pytest.raises(
-            ButlrError, match=r"export was killed after 1 request\(s\); no output was written"
+            ButlrError, match=r"export was killed after [12] request\(s\); no output was written"
         ):
             op.execute({})
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list(tmp_path.iterdir()) == []
-    assert butlr_conn.counters.requests(REPORTING) == 1
+    # the first answer, plus at most the next unit if it was already on its way (fetched while the
+    # first was written); nothing is sent once on_kill() ran
+    assert butlr_conn.counters.requests(REPORTING) <= 2
 
 
 def test_an_empty_data_interval_needs_explicit_bounds(butlr_conn: Any) -> None:

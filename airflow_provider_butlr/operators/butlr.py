@@ -595,7 +595,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         checked = run_checks(self, self.checks, final=True)
         self._kill_requested = False
-        stats = ExportStats()
+        stats = self._stats = ExportStats()
         with ButlrHook(self.butlr_conn_id) as hook:
             queries = self._queries(context, hook, checked)
             check_ids_per_task(sum(q.asset_count for q in queries), checked["options"])
@@ -639,13 +639,18 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     ) -> Generator[Row, None, None]:
         """The rows of every query, in order; stops (with an error) once :meth:`on_kill` was called."""
         exports = [run_export(hook, query, options, stats) for query in queries]  # all planned first
-        for rows in exports:
-            for row in rows:
-                if self._kill_requested:
-                    raise ButlrError(
-                        f"the Butlr export was killed after {stats.requests} request(s); no output was written"
-                    )
-                yield row
+        try:
+            for rows in exports:
+                for row in rows:
+                    if self._kill_requested:
+                        raise ButlrError("killed")
+                    yield row
+        except ButlrError:
+            if not self._kill_requested:
+                raise
+            raise ButlrError(
+                f"the Butlr export was killed after {stats.requests} request(s); no output was written"
+            ) from None
 
     def on_kill(self) -> None:
         """Stop a running export at the next row.
@@ -655,6 +660,9 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         the temporary output file instead of leaving both behind.
         """
         self._kill_requested = True
+        stats = getattr(self, "_stats", None)
+        if stats is not None:
+            stats.stop()  # workers send no further request
 
     def _rows_for_xcom(self, rows: Iterator[Row]) -> list[Row]:
         kept = list(islice(rows, self.max_xcom_rows + 1))
