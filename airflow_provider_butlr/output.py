@@ -92,10 +92,10 @@ def _csv_writer(columns: Sequence[str], escape_formulas: bool) -> Writer:
 
 
 def _jsonl_write(rows: Iterable[dict[str, Any]], handle: IO[str]) -> int:
+    encode = _jsonl_encoder()
     count = 0
     for row in rows:
-        handle.write(json.dumps(row, separators=(",", ":"), default=str))
-        handle.write("\n")
+        handle.write(encode(row))
         count += 1
     return count
 
@@ -107,6 +107,17 @@ def _parquet_writer(columns: Sequence[str], integer_values: bool) -> Writer:
         return write_parquet(rows, handle, columns, integer_values=integer_values)
 
     return write
+
+
+def _jsonl_encoder() -> Any:
+    """One row as a JSON line: msgspec's encoder when installed (about 5x faster), else json's."""
+    try:
+        import msgspec  # ships with Airflow 3.3; optional before
+    except ImportError:
+        encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+        return lambda row: encoder.encode(row) + "\n"
+    fast = msgspec.json.Encoder(enc_hook=str)
+    return lambda row: fast.encode(row).decode() + "\n"
 
 
 def is_uri(destination: str) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -88,7 +88,9 @@ CALIBRATED_VALUES = ("true", "raw", "false")
 WINDOW_FUNCTIONS = ("mean", "max", "min", "sum", "median", "first", "last")
 STAT_KEYS = frozenset({"sum", "min", "max", "count", "mean", "median", "stddev", "first", "last"})
 EVERY_EXAMPLES = ("1m", "5m", "15m", "30m", "1h", "6h", "12h", "1d")
-_EVERY_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_EVERY_RE = re.compile(r"^(\d{1,9})(s|m|h|d|w)$")
+MIN_EVERY = timedelta(minutes=1)
+MAX_EVERY = timedelta(weeks=52)
 _EVERY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 STATS_MEASUREMENTS = tuple(
@@ -97,6 +99,9 @@ STATS_MEASUREMENTS = tuple(
     for source in ("presence", "traffic")
 )
 DAYS_OF_WEEK = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MAX_ID_LENGTH = 128
+_ID_RE = re.compile(r"[a-z]+_[A-Za-z0-9][A-Za-z0-9_-]*")
+FIRST_YEAR, LAST_YEAR = 1970, 2200  # outside: refused (the API has no data, date arithmetic overflows)
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 # --- defaults for splitting --------------------------------------------------------------------
@@ -104,7 +109,7 @@ _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DEFAULT_MAX_IDS_PER_REQUEST = 30
 DEFAULT_MAX_IDS_LONG_RANGE = 10
 DEFAULT_LONG_RANGE = timedelta(hours=24)
-DEFAULT_MAX_WINDOWS_PER_REQUEST = 1440  # 1-minute windows: at most 24 h per request
+DEFAULT_MAX_ROWS_PER_REQUEST = 50_000  # estimated rows per answer: bounds its size, not the server's budget
 DEFAULT_PAGE_LIMIT = 1000
 
 # --- output rows -------------------------------------------------------------------------------
@@ -169,6 +174,8 @@ def as_list(value: str | Iterable[str] | None, name: str) -> list[str]:
     """A list of non-empty strings from a string or an iterable (a bare string is one item)."""
     if value is None:
         return []
+    if isinstance(value, Mapping) or not isinstance(value, (str, Iterable)):
+        raise _error(f"{name} must be a string or a list of strings, got {type(value).__name__}")
     items = [value] if isinstance(value, str) else list(value)
     for item in items:
         if not isinstance(item, str) or not item.strip():
@@ -176,32 +183,53 @@ def as_list(value: str | Iterable[str] | None, name: str) -> list[str]:
     return [item.strip() for item in items]
 
 
+def pick(
+    values: str | Iterable[str],
+    allowed: Sequence[str],
+    name: str,
+    noun: str,
+    elsewhere: Mapping[str, str] | None = None,
+    short_noun: str | None = None,
+) -> list[str]:
+    """``values`` checked against the ``allowed`` names, de-duplicated in order.
+
+    A name not in the list fails naming the argument, the allowed names and the closest match
+    (``did you mean 'room_occupancy'?``); ``elsewhere`` maps names known elsewhere to a hint.
+    """
+    items = as_list(values, name)
+    if not items:
+        raise _error(f"{name} must name at least one {short_noun or noun}; allowed: {', '.join(allowed)}")
+    for item in items:
+        if item in allowed:
+            continue
+        hint = (elsewhere or {}).get(item, "")
+        import difflib  # only on a typo: keeps DAG parsing light
+
+        close = difflib.get_close_matches(item, allowed, n=1, cutoff=0.6) if not hint else []
+        suggestion = f"; did you mean {close[0]!r}?" if close else ""
+        raise _error(f"{name}: {item!r} is not a {noun}; allowed: {', '.join(allowed)}{hint}{suggestion}")
+    return list(dict.fromkeys(items))
+
+
+_STATS_ELSEWHERE = dict.fromkeys(
+    STATS_MEASUREMENTS, " (stats measurements go to ButlrStatsOperator / query_stats)"
+)
+_REPORTING_ELSEWHERE = dict.fromkeys(MEASUREMENTS, " (reporting measurements go to ButlrReportingOperator)")
+
+
 def validate_measurements(measurements: str | Iterable[str], name: str = "measurements") -> list[str]:
     """Known reporting measurement names, de-duplicated in the given order."""
-    items = as_list(measurements, name)
-    if not items:
-        raise _error(f"{name} must name at least one measurement; allowed: {', '.join(MEASUREMENTS)}")
-    for item in items:
-        if item not in MEASUREMENTS:
-            hint = (
-                " (stats measurements go to ButlrStatsOperator / query_stats)"
-                if item in STATS_MEASUREMENTS
-                else ""
-            )
-            raise _error(
-                f"{name}: {item!r} is not a reporting measurement; allowed: {', '.join(MEASUREMENTS)}{hint}"
-            )
-    return list(dict.fromkeys(items))
+    return pick(
+        measurements, tuple(MEASUREMENTS), name, "reporting measurement", _STATS_ELSEWHERE, "measurement"
+    )
 
 
 def validate_functions(functions: str | Iterable[str], name: str = "window_function") -> list[str]:
-    items = as_list(functions, name)
-    if not items:
-        raise _error(f"{name} must name at least one function; allowed: {', '.join(WINDOW_FUNCTIONS)}")
-    for item in items:
-        if item not in WINDOW_FUNCTIONS:
-            raise _error(f"{name}: {item!r} is not a window function; allowed: {', '.join(WINDOW_FUNCTIONS)}")
-    return list(dict.fromkeys(items))
+    return pick(functions, WINDOW_FUNCTIONS, name, "window function", short_noun="function")
+
+
+def validate_stats_measurements(measurements: str | Iterable[str], name: str = "measurements") -> list[str]:
+    return pick(measurements, STATS_MEASUREMENTS, name, "stats measurement", _REPORTING_ELSEWHERE)
 
 
 def counts_whole_numbers(measurement: str, function: str) -> bool:
@@ -210,14 +238,34 @@ def counts_whole_numbers(measurement: str, function: str) -> bool:
 
 
 def parse_every(every: str, name: str = "window_every") -> timedelta:
-    """A window duration such as ``1m``, ``15m``, ``1h``, ``1d``."""
+    """A window duration such as ``1m``, ``15m``, ``1h``, ``1d``: whole minutes from 1m to 52w."""
     match = _EVERY_RE.match(every.strip()) if isinstance(every, str) else None
-    if not match or int(match.group(1)) <= 0:
+    seconds = int(match.group(1)) * _EVERY_UNITS[match.group(2)] if match else 0
+    if not match or seconds <= 0:
         raise _error(
             f"{name}: {every!r} is not a window duration; use <positive integer><s|m|h|d|w>, "
             f"e.g. {', '.join(EVERY_EXAMPLES)}"
         )
-    return timedelta(seconds=int(match.group(1)) * _EVERY_UNITS[match.group(2)])
+    if seconds % 60 or not MIN_EVERY.total_seconds() <= seconds <= MAX_EVERY.total_seconds():
+        raise _error(
+            f"{name}: {every!r} is outside the windows the reporting API accepts: whole minutes from 1m "
+            f"to {MAX_EVERY.days // 7}w, e.g. {', '.join(EVERY_EXAMPLES)}"
+        )
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Every:
+    """A parsed window length: the API's text (``15m``) and its duration."""
+
+    text: str
+    length: timedelta
+
+    @classmethod
+    def parse(cls, every: Every | str, name: str = "window_every") -> Every:
+        if isinstance(every, Every):
+            return every
+        return cls(every.strip(), parse_every(every, name))
 
 
 def validate_timezone(tz: str, name: str = "timezone") -> ZoneInfo:
@@ -248,6 +296,11 @@ def validate_ids(kind: str, ids: str | Iterable[str] | None, name: str | None = 
     items = as_list(ids, name)
     for item in items:
         if item.startswith(prefixes):
+            if len(item) > MAX_ID_LENGTH or not _ID_RE.fullmatch(item):
+                raise _error(
+                    f"{name}: {item[:80]!r} is not a valid id: <prefix><letters, digits, '-' or '_'>, "
+                    f"at most {MAX_ID_LENGTH} characters, no spaces"
+                )
             continue
         actual = kind_of_id(item)
         hint = f"; it looks like a {actual[:-1]} id, pass it as {actual}=[...]" if actual else ""
@@ -290,6 +343,8 @@ def parse_datetime(value: datetime | str, name: str) -> datetime:
             f"{name}: {value.isoformat()} has no timezone; pass an aware datetime or a string with an offset "
             "(e.g. 2025-01-01T00:00:00Z) so the API gets an absolute time"
         )
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise _error(f"{name}: {value.isoformat()} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
     utc = value.astimezone(timezone.utc)
     # A plain datetime: pendulum's DateTime (Airflow's context) loses a stdlib tzinfo in arithmetic.
     return datetime(
@@ -338,6 +393,8 @@ def local_day_bounds(day: date | str, tz: str) -> tuple[datetime, datetime]:
             raise _error(f"local_day: {day!r} is not a date such as 2025-03-09") from err
     if isinstance(day, datetime):
         day = day.date()
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise _error(f"local_day: {day.isoformat()} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
     zone = validate_timezone(tz)
     start = datetime.combine(day, time(0), tzinfo=zone)
     stop = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
@@ -365,13 +422,6 @@ def window_floor(moment: datetime, every: timedelta, tz: ZoneInfo) -> datetime |
         result = naive.replace(tzinfo=tz).astimezone(timezone.utc)
         return result if result <= moment else moment
     return None
-
-
-def max_span_for(every: timedelta, max_windows: int = DEFAULT_MAX_WINDOWS_PER_REQUEST) -> timedelta:
-    """Longest range per request: ``max_windows`` windows (1-minute windows -> 24 h)."""
-    if max_windows < 1:
-        raise _error(f"max_windows_per_request must be at least 1, got {max_windows}")
-    return every * max_windows
 
 
 def split_range(
@@ -408,7 +458,7 @@ class BatchLimits:
     """How many ids one reporting request may carry, by the length of its time range.
 
     Butlr silently returns empty data above its processing budget; its guidance is at most 30 ids for
-    short ranges and at most 10 for ranges of 24 h or more.
+    short ranges and at most 10 for ranges of 24 h or more. ``max_ids`` caps every range.
     """
 
     max_ids: int = DEFAULT_MAX_IDS_PER_REQUEST
@@ -417,33 +467,32 @@ class BatchLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_ids", "max_ids_long_range"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise _error(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
 
     @classmethod
     def from_args(
         cls, max_ids_per_request: int | None = None, max_ids_long_range: int | None = None
     ) -> BatchLimits:
         """Butlr's defaults, or the user's: ``max_ids_per_request`` caps every range (default 30);
-        ``max_ids_long_range`` sets ranges of 24 h or more (default: at most 10)."""
-        for name, value in (
-            ("max_ids_per_request", max_ids_per_request),
-            ("max_ids_long_range", max_ids_long_range),
-        ):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise _error(f"{name} must be a positive integer, got {value!r}")
+        ``max_ids_long_range`` sets ranges of 24 h or more (default 10), never above the cap."""
+        check_positive_int(max_ids_per_request, "max_ids_per_request", allow_none=True)
+        check_positive_int(max_ids_long_range, "max_ids_long_range", allow_none=True)
         short = max_ids_per_request or DEFAULT_MAX_IDS_PER_REQUEST
-        long = max_ids_long_range or min(DEFAULT_MAX_IDS_LONG_RANGE, short)
+        long = min(max_ids_long_range or DEFAULT_MAX_IDS_LONG_RANGE, short)
         return cls(max_ids=short, max_ids_long_range=long)
 
-    @classmethod
-    def capped(cls, max_ids_per_request: int | None) -> BatchLimits:
-        """The defaults with every tier capped at ``max_ids_per_request`` (see :meth:`from_args`)."""
-        return cls.from_args(max_ids_per_request)
-
     def for_span(self, span: timedelta) -> int:
-        return self.max_ids_long_range if span >= self.long_range else self.max_ids
+        tier = self.max_ids_long_range if span >= self.long_range else self.max_ids
+        return min(tier, self.max_ids)
+
+
+def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    """``value`` when it is an int >= 1 (or None with ``allow_none``); else an error naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _error(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def split_ids(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -458,15 +507,19 @@ def split_ids(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class ReportingQuery:
-    """A validated export request: what, for which assets, over which range, in which windows."""
+    """A validated export request, parsed once: what, for which assets, over which range, in which windows.
+
+    Lower layers (:func:`plan_units`, :class:`ExportUnit`) take these parsed values and never re-parse.
+    """
 
     measurements: tuple[str, ...]
     assets: Mapping[str, tuple[str, ...]]
     start: datetime
     stop: datetime
-    every: str = "1h"
-    functions: tuple[str, ...] = ("mean",)
-    timezone: str = "UTC"
+    every: Every
+    functions: tuple[str, ...]
+    timezone: str
+    zone: ZoneInfo
     include_zeros: bool = True
     calibrated: str | None = None
     time_constraints: Mapping[str, Any] | None = None
@@ -479,20 +532,21 @@ class ReportingQuery:
         start: datetime | str,
         stop: datetime | str,
         assets: Mapping[str, str | Iterable[str] | None],
-        every: str = "1h",
+        every: Every | str = "1h",
         function: str | Iterable[str] = "mean",
         timezone: str | None = "UTC",
         include_zeros: bool = True,
         calibrated: str | bool | None = None,
         time_constraints: Mapping[str, Any] | None = None,
     ) -> ReportingQuery:
-        """Validate everything and fail before any request, naming the offending argument."""
+        """Validate everything and fail before any request, naming the offending argument.
+
+        ``every`` may be an already parsed :class:`Every` (the operator parses it once per run).
+        """
         names = validate_measurements(measurements)
         functions = validate_functions(function)
-        parse_every(every)
-        tz_name = timezone if timezone is not None else "UTC"
-        validate_timezone(tz_name)
-        tz_name = tz_name.strip()
+        window = Every.parse(every)
+        zone = validate_timezone("UTC" if timezone is None else timezone)
         begin, end = validate_range(start, stop)
         selected: dict[str, tuple[str, ...]] = {}
         for kind, ids in assets.items():
@@ -521,9 +575,10 @@ class ReportingQuery:
             assets=selected,
             start=begin,
             stop=end,
-            every=every.strip(),
+            every=window,
             functions=tuple(functions),
-            timezone=tz_name,
+            timezone=zone.key,
+            zone=zone,
             include_zeros=include_zeros,
             calibrated=calib,
             time_constraints=dict(time_constraints) if time_constraints else None,
@@ -546,7 +601,7 @@ def measurement_filter_kind(measurement: str, assets: Mapping[str, Sequence[str]
 
 @dataclass(frozen=True)
 class ExportUnit:
-    """One (measurement, function, id batch, time chunk): the work of one request plus its pages."""
+    """One (measurement, function, id batch, time chunk) of a query: the work of one request."""
 
     measurement: str
     function: str
@@ -554,77 +609,104 @@ class ExportUnit:
     ids: tuple[str, ...]
     start: datetime
     stop: datetime
-    every: str
-    timezone: str
-    include_zeros: bool = True
-    calibrated: str | None = None
-    time_constraints: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    query: ReportingQuery = field(repr=False, compare=False)
+
+    @property
+    def span(self) -> timedelta:
+        return self.stop - self.start
+
+    @property
+    def windows(self) -> int:
+        """How many windows the unit's range holds (at least one)."""
+        return max(1, math.ceil(self.span / self.query.every.length))
 
     def with_ids(self, ids: Sequence[str]) -> ExportUnit:
-        return ExportUnit(
-            self.measurement,
-            self.function,
-            self.kind,
-            tuple(ids),
-            self.start,
-            self.stop,
-            self.every,
-            self.timezone,
-            self.include_zeros,
-            self.calibrated,
-            self.time_constraints,
-        )
+        return replace(self, ids=tuple(ids))
+
+    def with_range(self, start: datetime, stop: datetime) -> ExportUnit:
+        return replace(self, start=start, stop=stop)
 
     def body(self, page: int | None = None, limit: int | None = None) -> dict[str, Any]:
-        return build_reporting_body(
+        """The request body, from the parsed query (nothing is validated again)."""
+        q = self.query
+        return _reporting_body(
             measurement=self.measurement,
             kind=self.kind,
             ids=self.ids,
             start=self.start,
             stop=self.stop,
-            every=self.every,
+            every=q.every.text,
             function=self.function,
-            timezone=self.timezone,
-            include_zeros=self.include_zeros,
-            calibrated=self.calibrated,
-            time_constraints=self.time_constraints,
+            timezone=q.timezone,
+            include_zeros=q.include_zeros,
+            calibrated=q.calibrated if self.measurement in CALIBRATED_MEASUREMENTS else None,
+            time_constraints=q.time_constraints,
             page=page,
             limit=limit,
         )
 
 
+def rows_per_window(measurement: str) -> int:
+    """Rows one id gives per window (an estimate: traffic has an ``in`` and an ``out`` row)."""
+    return 2 if measurement == "traffic" else 1
+
+
+def plan_grid(
+    start: datetime,
+    stop: datetime,
+    every: timedelta,
+    zone: ZoneInfo,
+    id_count: int,
+    row_width: int,
+    limits: BatchLimits,
+    max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
+    max_windows_per_request: int | None = None,
+) -> tuple[list[tuple[datetime, datetime]], int]:
+    """Time chunks and ids per request for one measurement: as few requests as the server can answer.
+
+    Ids per request follow Butlr's budget for the whole range (:class:`BatchLimits`); the range is cut
+    (at window boundaries, into even chunks) only when a request would exceed ``max_rows_per_request``
+    estimated rows, or ``max_windows_per_request`` windows when set.
+    """
+    size = max(1, min(id_count, limits.for_span(stop - start), max_rows_per_request // row_width))
+    windows = max(1, math.ceil((stop - start) / every))
+    per_request = max(1, max_rows_per_request // (size * row_width))
+    if max_windows_per_request is not None:
+        per_request = min(per_request, max_windows_per_request)
+    if windows > per_request:
+        per_request = math.ceil(windows / math.ceil(windows / per_request))  # even chunks
+    return split_range(start, stop, every, zone, every * per_request), size
+
+
 def plan_units(
     query: ReportingQuery,
     limits: BatchLimits | None = None,
-    max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
+    *,
+    max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
+    max_windows_per_request: int | None = None,
 ) -> list[ExportUnit]:
     """All units of an export, in output order: measurement, function, time chunk, id batch."""
     limits = limits or BatchLimits()
-    every = parse_every(query.every)
-    zone = validate_timezone(query.timezone)
-    chunks = split_range(query.start, query.stop, every, zone, max_span_for(every, max_windows_per_request))
     units: list[ExportUnit] = []
     for measurement in query.measurements:
         kind = measurement_filter_kind(measurement, query.assets)
-        calibrated = query.calibrated if measurement in CALIBRATED_MEASUREMENTS else None
+        ids = query.assets[kind]
+        chunks, size = plan_grid(
+            query.start,
+            query.stop,
+            query.every.length,
+            query.zone,
+            len(ids),
+            rows_per_window(measurement),
+            limits,
+            max_rows_per_request,
+            max_windows_per_request,
+        )
         for function in query.functions:
             for chunk_start, chunk_stop in chunks:
-                size = limits.for_span(chunk_stop - chunk_start)
-                for batch in split_ids(query.assets[kind], size):
+                for batch in split_ids(ids, size):
                     units.append(
-                        ExportUnit(
-                            measurement,
-                            function,
-                            kind,
-                            batch,
-                            chunk_start,
-                            chunk_stop,
-                            query.every,
-                            query.timezone,
-                            query.include_zeros,
-                            calibrated,
-                            query.time_constraints,
-                        )
+                        ExportUnit(measurement, function, kind, batch, chunk_start, chunk_stop, query)
                     )
     return units
 
@@ -648,30 +730,67 @@ def build_reporting_body(
     page: int | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """One ``POST /api/v3/reporting`` body: flat rows (no ``group_by``) so the metadata columns stay."""
+    """One validated ``POST /api/v3/reporting`` body (for one-off requests such as the sensors' checks).
+
+    Flat rows (no ``group_by``) so the metadata columns stay. Exports build theirs from the parsed
+    :class:`ReportingQuery` instead (:meth:`ExportUnit.body`).
+    """
     validate_measurements([measurement], "measurement")
     validate_functions([function], "function")
     parse_every(every)
     validate_timezone(timezone)
     if kind not in ASSET_KINDS:
         raise _error(f"kind {kind!r} is not a reporting filter; allowed: {', '.join(ASSET_KINDS)}")
-    filter_key, _ = ASSET_KINDS[kind]
     begin, end = validate_range(start, stop)
+    calib = normalise_calibrated(calibrated)
+    if calib is not None and measurement not in CALIBRATED_MEASUREMENTS:
+        raise _error(
+            f"calibrated is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}, not with {measurement!r}"
+        )
+    return _reporting_body(
+        measurement=measurement,
+        kind=kind,
+        ids=validate_ids(kind, ids),
+        start=begin,
+        stop=end,
+        every=every.strip(),
+        function=function,
+        timezone=timezone.strip(),
+        include_zeros=include_zeros,
+        calibrated=calib,
+        time_constraints=time_constraints,
+        page=page,
+        limit=limit,
+    )
+
+
+def _reporting_body(
+    *,
+    measurement: str,
+    kind: str,
+    ids: Sequence[str],
+    start: datetime,
+    stop: datetime,
+    every: str,
+    function: str,
+    timezone: str,
+    include_zeros: bool,
+    calibrated: str | None,
+    time_constraints: Mapping[str, Any] | None,
+    page: int | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The body from already validated values (no ``paginate`` unless a page or limit is given)."""
     flt: dict[str, Any] = {
         "measurements": [measurement],
-        "start": format_time(begin),
-        "stop": format_time(end),
-        filter_key: {"eq": validate_ids(kind, ids)},
+        "start": format_time(start),
+        "stop": format_time(stop),
+        ASSET_KINDS[kind][0]: {"eq": list(ids)},
     }
     if include_zeros:
         flt["value"] = {"gte": 0}
     if calibrated is not None:
-        calib = normalise_calibrated(calibrated)
-        if measurement not in CALIBRATED_MEASUREMENTS:
-            raise _error(
-                f"calibrated is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}, not with {measurement!r}"
-            )
-        flt["calibrated"] = calib
+        flt["calibrated"] = calibrated
     if time_constraints:
         flt["time_constraints"] = dict(time_constraints)
     body: dict[str, Any] = {
@@ -716,20 +835,6 @@ def validate_days(days: str | Iterable[str] | None, name: str = "exclude_days_of
             raise _error(f"{name}: {day!r} is not a day of the week; allowed: {', '.join(DAYS_OF_WEEK)}")
         result.append(match)
     return list(dict.fromkeys(result))
-
-
-def validate_stats_measurements(measurements: str | Iterable[str], name: str = "measurements") -> list[str]:
-    items = as_list(measurements, name)
-    if not items:
-        raise _error(
-            f"{name} must name at least one stats measurement; allowed: {', '.join(STATS_MEASUREMENTS)}"
-        )
-    for item in items:
-        if item not in STATS_MEASUREMENTS:
-            raise _error(
-                f"{name}: {item!r} is not a stats measurement; allowed: {', '.join(STATS_MEASUREMENTS)}"
-            )
-    return list(dict.fromkeys(items))
 
 
 def validate_stats_items(items: str | Iterable[str], name: str = "items") -> list[str]:
@@ -790,11 +895,6 @@ def response_data(payload: Any) -> Any:
     return data
 
 
-def is_empty_data(payload: Any) -> bool:
-    """True for ``data: []``, ``data: {}`` or ``data: null``: possibly Butlr's silent truncation."""
-    return len(response_data(payload)) == 0
-
-
 def page_info(payload: Any) -> dict[str, int]:
     info = payload.get("page_info") if isinstance(payload, Mapping) else None
     if not isinstance(info, Mapping):
@@ -810,6 +910,11 @@ def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
 
 
 def _number(value: Any) -> float | int | None:
+    kind = type(value)
+    if kind is float:
+        return None if value != value else value  # NaN is not equal to itself
+    if kind is int:
+        return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -843,14 +948,39 @@ def value_converter(measurement: str, function: str) -> Callable[[Any], float | 
     return whole_value if counts_whole_numbers(measurement, function) else float_value
 
 
+def _text(value: Any) -> str:
+    return value if type(value) is str else "" if value is None else str(value)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 _OWN_COLUMNS = frozenset(
     {"measurement", "function", "asset_type", "asset_id", "local_time"}
 )  # never the API's
 _TYPED_COLUMNS: dict[str, Callable[[Any], Any]] = {
     "time": normalise_time,
+    "value": _as_is,  # typed per measurement and function in row_from_api
     "data_incomplete": _flag,
     "null_percentage": _number,
 }
+_DROP = ("", _text)  # the plan of an API key that has no column
+_KEY_PLANS: dict[str, tuple[str, Callable[[Any], Any]]] = {}
+
+
+def _key_plan(key: str) -> tuple[str, Callable[[Any], Any]]:
+    """Where an API key goes and how its value is converted (cached: rows repeat the same keys)."""
+    plan = _KEY_PLANS.get(key)
+    if plan is None:
+        column = _API_TO_COLUMN.get(key, key)
+        if column in _OWN_COLUMNS or column not in _EMPTY_ROW:
+            plan = _DROP  # the API's internal measurement names and unknown keys are never used
+        else:
+            plan = (column, _TYPED_COLUMNS.get(column, _text))
+        if len(_KEY_PLANS) < 1024:
+            _KEY_PLANS[key] = plan
+    return plan
 
 
 def as_zone(tz: str | ZoneInfo | None) -> ZoneInfo | None:
@@ -881,16 +1011,12 @@ def row_from_api(
     """
     asset_kind = MEASUREMENTS[measurement][1]
     row = _new_row(measurement, function, asset_kind)
-    typed_value = value_converter(measurement, function)
+    plans = _KEY_PLANS
     for key, value in raw.items():
-        column = _API_TO_COLUMN.get(key, key)
-        if column in _OWN_COLUMNS:
-            continue  # the API's internal measurement names are never used
-        convert = typed_value if column == "value" else _TYPED_COLUMNS.get(column)
-        if convert is not None:
+        column, convert = plans.get(key) or _key_plan(key)
+        if column:
             row[column] = convert(value)
-        elif column in row:
-            row[column] = "" if value is None else str(value)
+    row["value"] = value_converter(measurement, function)(row["value"])  # the "value" plan keeps it as is
     row["asset_id"] = row[_ASSET_ID_COLUMN[asset_kind]]
     if zone is not None and row["time"]:
         row["local_time"] = local_time(row["time"], zone)

@@ -134,6 +134,7 @@ def _ops(emu: Any) -> dict[str, Any]:
         "set_config": set_config,
         "logins": lambda: emu.counters.logins,
         "requests": lambda path=None: emu.counters.requests(path),
+        "statuses": lambda status: sum(1 for r in emu.counters.log if r.status == status),
         "reset_counters": lambda: emu.counters.reset(),
         "clock_now": lambda: emu.clock.now().isoformat(),
         "clock_set": lambda moment, tick=True: emu.clock.set(datetime.fromisoformat(moment), tick=tick),

@@ -4,8 +4,11 @@
 provider's ``ButlrReportingOperator`` streaming JSON Lines to a file; ``parquet``: the same to
 Parquet; ``httphook``: the usual
 hand-written alternative, ``HttpHook.run()`` per batch of 10 rooms, rows collected in a list and
-dumped at the end), ``rooms``, ``start``, ``stop``, ``every`` and ``out``. A fresh process per
-export makes ``ru_maxrss`` the peak of that export alone.
+dumped at the end, 429 answers retried by tenacity honouring ``Retry-After``; ``floor``: the same
+requests as raw downloads, no decoding: what the server alone costs), ``rooms``, ``start``,
+``stop``, ``every`` and ``out``; optional ``max_concurrency`` and ``max_ids_per_request`` (the
+operator) and ``ids_per_batch`` (the loop and the floor). A fresh process per export makes
+``ru_maxrss`` the peak of that export alone.
 """
 
 from __future__ import annotations
@@ -54,9 +57,61 @@ def export_with_operator(spec: dict[str, Any]) -> int:
         timezone="UTC",
         output_path=spec["out"],
         output_format=spec.get("format", "jsonl"),
+        max_concurrency=spec.get("max_concurrency", 1),
+        max_ids_per_request=spec.get("max_ids_per_request"),
     )
     result = operator.execute({})
     return int(result["rows"])
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"429, retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def loop_bodies(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    ids, size = spec["rooms"], spec.get("ids_per_batch", IDS_PER_BATCH)
+    return [
+        {
+            "filter": {
+                "measurements": ["room_occupancy"],
+                "rooms": {"eq": ids[i : i + size]},
+                "start": spec["start"],
+                "stop": spec["stop"],
+                "value": {"gte": 0},
+            },
+            "window": {"every": spec["every"], "function": "mean", "timezone": "UTC", "create_empty": True},
+        }
+        for i in range(0, len(ids), size)
+    ]
+
+
+def post_with_retries(client: Any, body: dict[str, Any], decode: bool = True) -> Any:
+    """One reporting call through HttpHook; a 429 is retried after its ``Retry-After`` (tenacity)."""
+    import tenacity
+
+    from benchmarks.contenders import REPORTING_PATH
+
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(RateLimited),
+        wait=lambda state: state.outcome.exception().retry_after,  # type: ignore[union-attr]
+        stop=tenacity.stop_after_attempt(30),
+        reraise=True,
+    ):
+        with attempt:
+            token = client._token or client.log_in()
+            response = client._hook.run(
+                REPORTING_PATH,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                extra_options={"check_response": False},
+            )
+            if response.status_code == 429:
+                raise RateLimited(float(response.headers.get("Retry-After") or 1))
+            response.raise_for_status()
+            return response.json() if decode else response.content
+    raise AssertionError("unreachable")
 
 
 def export_with_httphook(spec: dict[str, Any]) -> int:
@@ -65,22 +120,24 @@ def export_with_httphook(spec: dict[str, Any]) -> int:
     client = HttpHookClient(login_body(spec["client_id"], spec["client_secret"], spec["audience"]))
     client.log_in()
     rows: list[Any] = []
-    ids = spec["rooms"]
-    for i in range(0, len(ids), IDS_PER_BATCH):
-        body = {
-            "filter": {
-                "measurements": ["room_occupancy"],
-                "rooms": {"eq": ids[i : i + IDS_PER_BATCH]},
-                "start": spec["start"],
-                "stop": spec["stop"],
-                "value": {"gte": 0},
-            },
-            "window": {"every": spec["every"], "function": "mean", "timezone": "UTC", "create_empty": True},
-        }
-        rows.extend(client.reporting(body)["data"])
+    for body in loop_bodies(spec):
+        rows.extend(post_with_retries(client, body)["data"])
     with open(spec["out"], "w", encoding="utf-8") as out:
         json.dump(rows, out)
     return len(rows)
+
+
+def download_floor(spec: dict[str, Any]) -> int:
+    """The requests alone, sequentially, bodies discarded: the server's (and the latency's) share."""
+    from benchmarks.contenders import HttpHookClient, login_body
+
+    client = HttpHookClient(login_body(spec["client_id"], spec["client_secret"], spec["audience"]))
+    client.log_in()
+    size = 0
+    for body in loop_bodies(spec):
+        size += len(post_with_retries(client, body, decode=False))
+    Path(spec["out"]).write_bytes(b"")
+    return 0
 
 
 PRELOAD = {
@@ -92,11 +149,13 @@ PRELOAD = {
         "pyarrow.parquet",
     ),
     "httphook": ("requests", "airflow.providers.http.hooks.http", "benchmarks.contenders"),
+    "floor": ("requests", "airflow.providers.http.hooks.http", "benchmarks.contenders"),
 }
 EXPORTS = {
     "operator": export_with_operator,
     "parquet": lambda spec: export_with_operator({**spec, "format": "parquet"}),
     "httphook": export_with_httphook,
+    "floor": download_floor,
 }
 
 

@@ -23,6 +23,7 @@ SCENARIOS = {
     "concurrency": "benchmarks.s4_concurrency",
     "parse": "benchmarks.s5_parse_cost",
     "deferrable": "benchmarks.s6_deferrable",
+    "rate_limit": "benchmarks.s7_rate_limit",
 }
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_butlr.export import ExportOptions, run_export
+from airflow_provider_butlr.reporting import ReportingQuery
 from benchmarks import butlr_client
 from benchmarks.common import (
     Line,
@@ -50,17 +52,15 @@ def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:
         server_cpu = process_cpu_seconds(emu.pid)
         client_cpu = time.process_time()
         started = time.perf_counter()
-        rows = list(
-            hook.iter_reporting_rows(
-                "room_occupancy",
-                rooms=rooms,
-                start=START,
-                stop=START + timedelta(days=1),
-                every=every,
-                function="mean",
-                max_concurrency=level,
-            )
+        query = ReportingQuery.build(
+            "room_occupancy",
+            assets={"rooms": rooms},
+            start=START,
+            stop=START + timedelta(days=1),
+            every=every,
+            function="mean",
         )
+        rows = list(run_export(hook, query, ExportOptions(max_concurrency=level)))
         return {
             "seconds": time.perf_counter() - started,
             "server_cpu": process_cpu_seconds(emu.pid) - server_cpu,
@@ -93,7 +93,7 @@ def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:
         key=KEY,
         title=TITLE,
         method=(
-            f"hook.iter_reporting_rows over {len(rooms)} rooms for 1 day: the hook splits them into {BATCHES} "
+            f"export.run_export over {len(rooms)} rooms for 1 day: the hook splits them into {BATCHES} "
             f"requests of {IDS_PER_BATCH} ids; the emulator adds {LATENCY * 1000:.0f} ms to every data request; "
             f"after an untimed warm-up, {rounds} interleaved round(s); rows compared by an order-sensitive digest; "
             "CPU seconds of the emulator process and of the client measured per run. Latency floor: "

@@ -107,6 +107,11 @@ def reporting(env: Env, **kwargs: Any) -> Any:
     return run_task(ButlrReportingOperator(**arguments))
 
 
+def directory(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def stats(env: Env, **kwargs: Any) -> Any:
     arguments: dict[str, Any] = {
         "task_id": "stats",
@@ -334,6 +339,63 @@ CASES = [
         lambda e: reporting(e, window_every="0m"),
         ButlrConfigurationError,
         (r"window_every: '0m' is not a window duration",),
+    ),
+    Case(
+        "window every below the API's one minute",
+        lambda e: reporting(e, window_every="1s"),
+        ButlrConfigurationError,
+        (
+            r"window_every: '1s' is outside the windows the reporting API accepts",
+            r"whole minutes from 1m to 52w",
+        ),
+    ),
+    Case(
+        "window every too large for a duration",
+        lambda e: reporting(e, window_every="999999999999w"),
+        ButlrConfigurationError,
+        (r"window_every: '999999999999w' is not a window duration",),
+    ),
+    Case(
+        "days too many to count back",
+        lambda e: reporting(e, start=None, stop=None, local_day="2025-03-04", days=10**6),
+        ButlrConfigurationError,
+        (r"export: days must be at most 3660",),
+    ),
+    Case(
+        "local day at the end of the calendar",
+        lambda e: reporting(e, start=None, stop=None, local_day="9999-12-31"),
+        ButlrConfigurationError,
+        (r"local_day: 9999-12-31 is outside the years 1970-2200",),
+    ),
+    Case(
+        "start in year 9999",
+        lambda e: reporting(e, start="9999-01-01T00:00:00Z", stop="9999-01-02T00:00:00Z"),
+        ButlrConfigurationError,
+        (r"start: 9999-01-01T00:00:00\+00:00 is outside the years 1970-2200",),
+    ),
+    Case(
+        "start in year 1",
+        lambda e: reporting(e, start="0001-01-01T00:00:00Z"),
+        ButlrConfigurationError,
+        (r"start: 0001-01-01T00:00:00\+00:00 is outside the years",),
+    ),
+    Case(
+        "ids with whitespace inside",
+        lambda e: reporting(e, rooms=[f"{e.rooms[0]}\n{e.rooms[1]}"]),
+        ButlrConfigurationError,
+        (r"rooms: 'room_\w+\\nroom_\w+' is not a valid id", r"no spaces"),
+    ),
+    Case(
+        "ids as a dict",
+        lambda e: reporting(e, rooms={"room_1": "x"}),
+        ButlrConfigurationError,
+        (r"rooms must be a string or a list of strings, got dict",),
+    ),
+    Case(
+        "output path that is a directory",
+        lambda e: reporting(e, output_path=str(directory(e.out.parent / "a-directory.jsonl"))),
+        ButlrConfigurationError,
+        (r"output_path '.*a-directory.jsonl' is a directory",),
     ),
     Case(
         "unsupported output format",

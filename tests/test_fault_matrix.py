@@ -1,7 +1,7 @@
 """Fault matrix: one multi-batch, multi-page reporting export under every fault kind of issue 6.
 
 Each case runs the same export (16 rooms x 3 days, 2 ids and 6 hourly windows per request,
-5 rows per page: 96 units, 288 requests without faults) through ``ButlrHook.iter_reporting_rows``
+5 rows per page: 96 units, 288 requests without faults) through ``export.run_export``
 against the emulator, with one fault kind injected on about 20 % of the reporting requests
 (seeded, so a failure reproduces). Every case asserts:
 
@@ -57,7 +57,7 @@ from airflow_provider_butlr.reporting import Row, local_day_bounds
 from airflow_provider_butlr.testing import ButlrEmulator
 from airflow_provider_butlr.testing.http.counters import LOGIN_PATHS
 from tests.conftest import TEST_CLIENT_SECRET, connection_json
-from tests.test_export import assert_same, exported, ground_truth
+from tests.test_export import assert_same, export_rows, exported, ground_truth
 
 REPORTING = "/api/v3/reporting"
 GRAPHQL = "/api/v3/graphql"
@@ -201,7 +201,8 @@ def run_export_rows(
     }
     start, stop = export_range()
     with ButlrHook(**hook_kwargs) as hook:
-        yield from hook.iter_reporting_rows(
+        yield from export_rows(
+            hook,
             "room_occupancy",
             rooms=export_rooms(emu),
             start=start,
@@ -369,14 +370,19 @@ def test_export_under_fault(
 
     # nothing lost, nothing duplicated, same order
     assert run.rows == baseline.rows
-    assert len(run.reporting) >= 200 and injected >= 0.1 * len(run.reporting), (injected, len(run.reporting))
 
     if fault.outcome == "resplit":
-        # an empty answer for several ids is not believed: asked again in halves, never retried
-        assert run.stats.resplits == injected and run.stats.empty_units == 0
+        # an empty answer for several ids is not believed: asked again in halves, never retried; a
+        # half that answers proves the smaller size, and every later unit is cut to it before sending
+        assert injected >= 1 and run.stats.resplits == injected and run.stats.empty_units == 0
+        first = next(i for i, r in enumerate(run.reporting) if r.fault)
+        later = run.reporting[first + 1 :]
+        assert len(later) >= 200 and all(len(r.body_json["filter"]["rooms"]["eq"]) == 1 for r in later)
         assert not sleeps.waits and run.logins == 1
         assert max(run.attempts.values()) == 1
         return
+
+    assert len(run.reporting) >= 200 and injected >= 0.1 * len(run.reporting), (injected, len(run.reporting))
 
     assert run.stats.requests == baseline.stats.requests  # the engine saw every page once
     if fault.concurrency == 1:

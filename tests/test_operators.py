@@ -65,6 +65,10 @@ def room_export(emu: Any, **kwargs: Any) -> ButlrReportingOperator:
     return ButlrReportingOperator(**{**arguments, **kwargs})
 
 
+def reporting_requests(emu: Any) -> list[Any]:
+    return [r for r in emu.counters.log if r.path == "/api/v3/reporting"]
+
+
 # --- parse time --------------------------------------------------------------------------------
 
 
@@ -257,8 +261,70 @@ def test_templated_values_are_validated_after_rendering() -> None:
     )
     rendered(op, {"params": {"room": "space_1"}, "ds": "2025-01-02"})
     assert (op.rooms, op.local_day) == ("space_1", "2025-01-02")
-    with pytest.raises(ButlrConfigurationError, match="rooms: 'space_1' is not a room id"):
-        op._validate(strict=True)
+    with pytest.raises(ButlrConfigurationError, match="t: rooms: 'space_1' is not a room id"):
+        op.execute({})
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("measurements", "room_ocupancy"),
+        ("window_every", "1s"),
+        ("window_function", "avg"),
+        ("rooms", "room_1 room_2"),
+        ("timezone", "Mars/Base"),
+        ("output_format", "xml"),
+        ("start", "2025-01-01T00:00:00"),
+    ],
+)
+def test_literal_and_rendered_arguments_get_the_same_error(field: str, bad: Any) -> None:
+    """One function per rule: at construction for plain values, after rendering for templates."""
+    base: dict[str, Any] = {"task_id": "export_rooms", "measurements": "room_occupancy", "rooms": ["room_1"]}
+    with pytest.raises(ButlrConfigurationError) as literal:
+        ButlrReportingOperator(**{**base, field: bad})
+    op = ButlrReportingOperator(**{**base, field: "{{ params.value }}"})
+    rendered(op, {"params": {"value": bad}})
+    with pytest.raises(ButlrConfigurationError) as after_rendering:
+        op.execute({})  # refused before the connection is even looked up
+    assert str(after_rendering.value) == str(literal.value)
+    assert str(literal.value).startswith(f"export_rooms: {field}")
+
+
+def test_a_measurement_typo_names_the_task_and_the_closest_match() -> None:
+    with pytest.raises(
+        ButlrConfigurationError,
+        match=r"^export_rooms: measurements: 'room_ocupancy' is not a reporting measurement; allowed: .*"
+        r"did you mean 'room_occupancy'\?$",
+    ):
+        ButlrReportingOperator(task_id="export_rooms", measurements="room_ocupancy", rooms=["room_1"])
+    with pytest.raises(ButlrConfigurationError, match=r"did you mean 'occupancy_avg_presence'\?"):
+        ButlrStatsOperator(task_id="t", measurements="occupancy_avg_presense", items=["room_1"])
+
+
+def test_window_every_is_parsed_once_per_task_run(butlr_conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow_provider_butlr.reporting as reporting
+
+    sites = sites_by_tz(butlr_conn)
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements=["room_occupancy", "floor_occupancy"],
+        sites=[sites["America/New_York"], sites["Europe/Berlin"]],  # two queries, two timezones
+        local_day="2025-03-09",
+        window_every="{{ params.every }}",
+        window_function=["mean", "max"],
+    )
+    rendered(op, {"params": {"every": "6h"}})
+    calls: list[str] = []
+    parse = reporting.parse_every
+
+    def spy(every: str, name: str = "window_every") -> Any:
+        calls.append(every)
+        return parse(every, name)
+
+    monkeypatch.setattr(reporting, "parse_every", spy)
+    rows = op.execute({})
+    assert rows and len({r["time"] for r in rows}) > 1 and len(reporting_requests(butlr_conn)) >= 4
+    assert calls == ["6h"]  # every query, unit and request body reuse the parsed value
 
 
 def test_templated_local_day_that_renders_false_leaves_start_and_stop_in_charge(butlr_conn: Any) -> None:
@@ -593,13 +659,15 @@ def test_sigterm_stops_an_export_and_leaves_no_temporary_file(
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
     try:
         with pytest.raises(
-            ButlrError, match=r"export was killed after 1 request\(s\); no output was written"
+            ButlrError, match=r"export was killed after [12] request\(s\); no output was written"
         ):
             op.execute({})
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list(tmp_path.iterdir()) == []
-    assert butlr_conn.counters.requests(REPORTING) == 1
+    # the first answer, plus at most the next unit if it was already on its way (fetched while the
+    # first was written); nothing is sent once on_kill() ran
+    assert butlr_conn.counters.requests(REPORTING) <= 2
 
 
 def test_an_empty_data_interval_needs_explicit_bounds(butlr_conn: Any) -> None:
@@ -769,3 +837,17 @@ def test_device_health_refuses_a_floor_the_topology_does_not_have(butlr_conn: An
     op = ButlrDeviceHealthOperator(task_id="t", floors=[missing], max_offline_share=0)
     with pytest.raises(ButlrConfigurationError, match=rf"floors: '{missing}' is not a floor in the topology"):
         op.execute({})
+
+
+def test_more_ids_than_one_task_should_carry_fail_before_any_reporting_request(butlr_conn: Any) -> None:
+    sites = sites_by_tz(butlr_conn)
+    op = ButlrReportingOperator(
+        task_id="t",
+        measurements="room_occupancy",
+        sites=[sites["America/New_York"], sites["Europe/Berlin"]],  # two queries, counted together
+        local_day="2025-03-09",
+        max_ids_per_task=10,
+    )
+    with pytest.raises(ButlrConfigurationError, match=r"more than max_ids_per_task=10.*dynamic task mapping"):
+        op.execute({})
+    assert reporting_requests(butlr_conn) == []

@@ -300,8 +300,10 @@ def test_batch_limits_follow_butlr_guidance_and_can_be_capped() -> None:
     assert limits.for_span(timedelta(hours=2)) == 30
     assert limits.for_span(timedelta(hours=24)) == 10
     assert limits.for_span(timedelta(hours=25)) == 10
-    capped = BatchLimits.capped(5)
+    capped = BatchLimits.from_args(5)
     assert (capped.for_span(timedelta(hours=1)), capped.for_span(timedelta(days=2))) == (5, 5)
+    # the long-range tier never exceeds the per-request cap (it returned 20 here before)
+    assert BatchLimits.from_args(5, 20).for_span(timedelta(hours=24)) == 5
     raised = BatchLimits.from_args(40, 25)
     assert (raised.for_span(timedelta(hours=1)), raised.for_span(timedelta(days=2))) == (40, 25)
     with pytest.raises(
@@ -342,7 +344,7 @@ def test_plan_order_is_measurement_function_chunk_batch() -> None:
         stop=START + timedelta(hours=30),
         every="1m",
     )
-    units = plan_units(q, BatchLimits(max_ids=10, max_ids_long_range=10))
+    units = plan_units(q, BatchLimits(max_ids=10, max_ids_long_range=10), max_rows_per_request=10 * 24 * 60)
     keys = [(u.measurement, u.function, u.start, u.ids[0]) for u in units]
     assert keys == sorted(
         keys,
@@ -353,10 +355,85 @@ def test_plan_order_is_measurement_function_chunk_batch() -> None:
             k[3],
         ),
     )
+    # 30 h of minutes for 10 ids is over the 14,400-row budget: 2 chunks of 15 h; the floor fits in one
     assert (
-        len(units) == 2 * 2 * 2 + 1 * 2 * 2
-    )  # rooms: 2 batches x 2 chunks x 2 functions; floor: 2 chunks x 2 functions
+        len(units) == 2 * 2 * 2 + 1 * 1 * 2
+    )  # rooms: 2 batches x 2 chunks x 2 functions; floor: 2 functions
     assert {u.kind for u in units if u.measurement == "floor_occupancy"} == {"floors"}
+
+
+def test_a_month_at_15_minutes_is_one_request_per_10_rooms() -> None:
+    q = query(assets={"rooms": rooms(200)}, stop=START + timedelta(days=30), every="15m")
+    units = plan_units(q)
+    assert len(units) == 20 and {(u.start, u.stop) for u in units} == {(q.start, q.stop)}
+    assert all("paginate" not in u.body() for u in units)
+
+
+def test_the_row_budget_cuts_long_ranges_of_short_windows_into_even_chunks() -> None:
+    q = query(assets={"rooms": rooms(20)}, stop=START + timedelta(days=7), every="1m", function="median")
+    units = plan_units(q)  # 10 ids x 10,080 minutes = 100,800 rows > 50,000: three chunks of 56 h
+    chunks = sorted({(u.start, u.stop) for u in units})
+    assert len(chunks) == 3 and len(units) == 6
+    assert {b - a for a, b in chunks} == {timedelta(hours=56)}
+    assert all(len(u.ids) * u.windows <= 50_000 for u in units)
+    assert len(plan_units(q, max_rows_per_request=1_000_000)) == 2
+
+
+def test_a_typo_gets_the_closest_name() -> None:
+    with pytest.raises(ButlrConfigurationError, match=r"did you mean 'room_occupancy'\?"):
+        query(measurements="room_ocupancy")
+    with pytest.raises(ButlrConfigurationError, match=r"did you mean 'median'\?"):
+        query(function="medain")
+    with pytest.raises(ButlrConfigurationError, match=r"did you mean 'occupancy_avg_presence'\?"):
+        build_stats_body(measurements="occupancy_avg_presense", items=["room_1"], start=START, stop=STOP)
+
+
+@pytest.mark.parametrize(
+    ("every", "message"),
+    [
+        ("1s", r"window_every: '1s' is outside the windows the reporting API accepts: whole minutes from 1m"),
+        ("90s", r"whole minutes"),
+        ("53w", r"to 52w"),
+        ("999999999999w", r"is not a window duration"),
+        ("99999999w", r"to 52w"),
+    ],
+)
+def test_window_lengths_outside_the_apis_range_are_refused_locally(every: str, message: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match=message):
+        query(every=every)
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["room_1 room_2"], r"rooms: 'room_1 room_2' is not a valid id"),
+        (["room_1\nroom_2"], r"is not a valid id"),
+        (["room_" + "x" * 100_000], r"at most 128 characters"),
+        ({"room_1": 1}, r"rooms must be a string or a list of strings, got dict"),
+        (["room_"], r"is not a valid id"),
+    ],
+)
+def test_ids_are_checked_for_syntax(ids: object, message: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match=message):
+        query(assets={"rooms": ids})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"start": "9999-01-01T00:00:00Z", "stop": "9999-01-02T00:00:00Z"}, r"outside the years 1970-2200"),
+        ({"start": "0001-01-01T00:00:00Z"}, r"start: 0001-01-01T00:00:00\+00:00 is outside the years"),
+    ],
+)
+def test_years_outside_the_apis_range_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match=message):
+        query(**overrides)
+    with pytest.raises(ButlrConfigurationError, match=r"local_day: 9999-12-31 is outside the years"):
+        local_day_bounds("9999-12-31", "UTC")
+
+
+def test_times_are_sent_with_four_digit_years() -> None:
+    assert format_time(datetime(999, 1, 1, tzinfo=timezone.utc)) == "0999-01-01T00:00:00Z"
 
 
 def test_calibrated_only_reaches_the_traffic_occupancy_units() -> None:

@@ -6,9 +6,8 @@ moves bytes with ``requests``; every rule about answers lives in the exchange.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +37,6 @@ from airflow_provider_butlr.exchange import (
     url_for,
     with_retries,
 )
-from airflow_provider_butlr.export import (
-    ExportStats,
-    Fetch,
-    iter_export_rows,
-    validate_concurrency,
-    validate_page_limit,
-)
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.queries import (
     HIVES_QUERY,
@@ -55,17 +47,10 @@ from airflow_provider_butlr.queries import (
     unwrap,
 )
 from airflow_provider_butlr.reporting import (
-    DEFAULT_MAX_WINDOWS_PER_REQUEST,
-    DEFAULT_PAGE_LIMIT,
     REPORTING_PATH,
     STATS_PATH,
-    BatchLimits,
-    ExportUnit,
-    ReportingQuery,
-    Row,
     build_stats_body,
     flatten_stats,
-    plan_units,
     split_ids,
 )
 from airflow_provider_butlr.retry import RetryPolicy, describe
@@ -378,104 +363,6 @@ class ButlrHook(ButlrBaseHook):
         if not isinstance(payload, dict):
             raise ButlrDataError(f"Butlr reporting answered a {type(payload).__name__}, not a JSON object")
         return payload
-
-    def iter_reporting_rows(
-        self,
-        measurements: str | Iterable[str],
-        *,
-        start: Any,
-        stop: Any,
-        floors: Iterable[str] | None = None,
-        rooms: Iterable[str] | None = None,
-        zones: Iterable[str] | None = None,
-        tags: Iterable[str] | None = None,
-        sensors: Iterable[str] | None = None,
-        hives: Iterable[str] | None = None,
-        every: str = "1h",
-        function: str | Iterable[str] = "mean",
-        timezone: str = "UTC",
-        include_zeros: bool = True,
-        calibrated: str | bool | None = None,
-        max_ids_per_request: int | None = None,
-        max_ids_long_range: int | None = None,
-        max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
-        max_concurrency: int = 1,
-        page_limit: int = DEFAULT_PAGE_LIMIT,
-        stats: ExportStats | None = None,
-    ) -> Iterator[Row]:
-        """Flat rows of a whole export, streamed: ids in batches, long ranges in chunks, every page.
-
-        Arguments are validated before the first request (ButlrConfigurationError naming the
-        argument). See :func:`airflow_provider_butlr.export.iter_export_rows` for the guarantees.
-        """
-        query = ReportingQuery.build(
-            measurements,
-            start=start,
-            stop=stop,
-            assets={
-                "floors": floors,
-                "rooms": rooms,
-                "zones": zones,
-                "tags": tags,
-                "sensors": sensors,
-                "hives": hives,
-            },
-            every=every,
-            function=function,
-            timezone=timezone,
-            include_zeros=include_zeros,
-            calibrated=calibrated,
-        )
-        return self.iter_query_rows(
-            query,
-            max_ids_per_request=max_ids_per_request,
-            max_ids_long_range=max_ids_long_range,
-            max_windows_per_request=max_windows_per_request,
-            max_concurrency=max_concurrency,
-            page_limit=page_limit,
-            stats=stats,
-        )
-
-    def iter_query_rows(
-        self,
-        query: ReportingQuery,
-        *,
-        max_ids_per_request: int | None = None,
-        max_ids_long_range: int | None = None,
-        max_windows_per_request: int = DEFAULT_MAX_WINDOWS_PER_REQUEST,
-        max_concurrency: int = 1,
-        page_limit: int = DEFAULT_PAGE_LIMIT,
-        stats: ExportStats | None = None,
-    ) -> Iterator[Row]:
-        """Like :meth:`iter_reporting_rows` for an already validated :class:`ReportingQuery`."""
-        units = plan_units(
-            query, BatchLimits.from_args(max_ids_per_request, max_ids_long_range), max_windows_per_request
-        )
-        validate_concurrency(max_concurrency)
-        validate_page_limit(page_limit)
-        return self._run_export(units, max_concurrency, page_limit, stats)
-
-    def _run_export(
-        self, units: list[ExportUnit], max_concurrency: int, page_limit: int, stats: ExportStats | None
-    ) -> Iterator[Row]:
-        workers: list[ButlrHook] = []
-        lock = threading.Lock()
-
-        def fetch_factory() -> Fetch:
-            if max_concurrency == 1:
-                return self.query_reporting
-            worker = self.for_worker()  # one session per thread; same token cache
-            with lock:
-                workers.append(worker)
-            return worker.query_reporting
-
-        try:
-            yield from iter_export_rows(
-                units, fetch_factory, max_concurrency=max_concurrency, page_limit=page_limit, stats=stats
-            )
-        finally:
-            for worker in workers:
-                worker.close()
 
     def query_stats(
         self,

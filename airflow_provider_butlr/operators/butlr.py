@@ -8,7 +8,9 @@ start of ``execute`` after templates were rendered, with errors naming the argum
 from __future__ import annotations
 
 import json as jsonlib
+import os
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -18,23 +20,29 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
-from airflow_provider_butlr.export import ExportStats, validate_concurrency
+from airflow_provider_butlr.export import (
+    DEFAULT_MAX_IDS_PER_TASK,
+    ExportOptions,
+    ExportStats,
+    check_ids_per_task,
+    run_export,
+)
 from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.output import output_format_for, require_output_format, write_rows
 from airflow_provider_butlr.queries import device_health_report
 from airflow_provider_butlr.reporting import (
     CALIBRATED_MEASUREMENTS,
     MEASUREMENTS,
-    BatchLimits,
+    Every,
     ReportingQuery,
     Row,
+    check_positive_int,
     counts_whole_numbers,
     format_time,
     local_day_bounds,
     measurement_filter_kind,
     normalise_calibrated,
     parse_datetime,
-    parse_every,
     validate_days,
     validate_functions,
     validate_ids,
@@ -55,6 +63,7 @@ if TYPE_CHECKING:
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 POST_PATH_PREFIXES = ("/api/v3/reporting", "/api/v4/reporting", "/api/v3/graphql")
 CONTAINER_KINDS = ("sites", "buildings")
+SELECTION_KINDS = ("sites", "buildings", "floors", "rooms", "zones", "tags")
 DEFAULT_MAX_XCOM_ROWS = 1000
 
 
@@ -114,11 +123,120 @@ def redact_secret_fields(value: Any) -> Any:
     return value
 
 
-def _check_positive_int(value: Any, name: str, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ButlrConfigurationError(f"{name} must be a positive integer, got {value!r}")
+@dataclass(frozen=True)
+class Check:
+    """One argument check: ``fn(*values of fields)``, its result kept under ``name``.
+
+    The same checks run at construction (on the fields whose values are final: plain values, or
+    fields that are not templated) and after rendering (on every field): one function per rule.
+    ``final_only`` checks wait for the rendered values (e.g. "at least one asset").
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    fn: Callable[..., Any]
+    final_only: bool = False
+
+
+def run_checks(operator: BaseOperator, checks: Sequence[Check], *, final: bool) -> dict[str, Any]:
+    """Apply ``checks`` to ``operator``; ``{check name: result}``. Errors name the task and the argument."""
+    templated = set(operator.template_fields)
+    results: dict[str, Any] = {}
+    for check in checks:
+        values = [getattr(operator, name) for name in check.fields]
+        ready = final or (
+            not check.final_only
+            and all(n not in templated or is_literal(v) for n, v in zip(check.fields, values, strict=True))
+        )
+        if not ready:
+            continue
+        try:
+            results[check.name] = check.fn(*values)
+        except ButlrConfigurationError as err:
+            prefix = f"{operator.task_id}: "
+            message = str(err)
+            raise ButlrConfigurationError(
+                message if message.startswith(prefix) else prefix + message
+            ) from err
+    return results
+
+
+def positive_int(name: str) -> Callable[[Any], Any]:
+    return lambda value: check_positive_int(value, name)
+
+
+def optional(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` for a value that may be None (None passes)."""
+    return lambda value: None if value is None else fn(value)
+
+
+def ids_of(kind: str) -> Callable[[Any], list[str]]:
+    return lambda value: validate_ids(kind, value)
+
+
+MAX_DAYS = 3660
+
+
+def _check_days(days: Any) -> int:
+    check_positive_int(days, "days")
+    if days > MAX_DAYS:
+        raise ButlrConfigurationError(f"days must be at most {MAX_DAYS} (ten years), got {days!r}")
+    return int(days)
+
+
+def local_day_on(local_day: Any) -> bool:
+    """Whether ``local_day`` asks for local days (a rendered ``"False"``/``"None"`` does not)."""
+    return bool(local_day) and str(local_day).strip().lower() not in ("false", "none")
+
+
+def explicit_day(local_day: Any) -> date | str | None:
+    """``local_day`` when it names a day (a date or ``YYYY-MM-DD``), None for True/False/None."""
+    if local_day in (None, False, True) or str(local_day).strip().lower() in ("true", "false", "none", ""):
+        return None
+    return local_day if isinstance(local_day, date) else str(local_day)
+
+
+def _check_local_day(local_day: Any, start: Any, stop: Any) -> None:
+    named = explicit_day(local_day)
+    if named is not None:
+        local_day_bounds(named, "UTC")
+    if local_day_on(local_day) and (start is not None or stop is not None):
+        raise ButlrConfigurationError("pass either local_day or start/stop, not both")
+
+
+def _check_range(start: Any, stop: Any) -> Any:
+    # before any request, not after the topology lookup
+    return validate_range(start, stop) if start is not None and stop is not None else None
+
+
+TIME_CHECKS = (
+    Check("start", ("start",), optional(lambda v: parse_datetime(v, "start"))),
+    Check("stop", ("stop",), optional(lambda v: parse_datetime(v, "stop"))),
+    Check("range", ("start", "stop"), _check_range),
+    Check("timezone", ("timezone",), optional(validate_timezone)),
+    Check("days", ("days",), _check_days),
+    Check("local_day", ("local_day", "start", "stop"), _check_local_day),
+)
+
+
+def _check_output_target(path: Any) -> None:
+    """A local ``output_path`` must not be a directory (checked on the worker, before any request)."""
+    if isinstance(path, str) and "://" not in path and os.path.isdir(os.path.expanduser(path)):
+        raise ButlrConfigurationError(
+            f"output_path {path!r} is a directory; name a file such as {path.rstrip('/')}/export.jsonl"
+        )
+
+
+def _check_callable(value: Any, name: str) -> None:
+    if value is not None and not callable(value):
+        raise ButlrConfigurationError(f"{name} must be a callable, got {type(value).__name__}")
+
+
+def _require_assets(*values: Any) -> None:
+    if not any(values):
+        raise ButlrConfigurationError(
+            "select assets with at least one of sites, buildings, floors, rooms, zones, tags"
+        )
 
 
 class _TimeWindowMixin:
@@ -130,40 +248,11 @@ class _TimeWindowMixin:
     days: int
     timezone: str | None
 
-    def _validate_time_args(self, strict: bool) -> None:
-        for name in ("start", "stop"):
-            value = getattr(self, name)
-            if value is not None and (strict or is_literal(value)):
-                parse_datetime(value, name)
-        if (
-            self.start is not None
-            and self.stop is not None
-            and (strict or is_literal([self.start, self.stop]))
-        ):
-            validate_range(self.start, self.stop)  # before any request, not after the topology lookup
-        if self.timezone is not None and (strict or is_literal(self.timezone)):
-            validate_timezone(self.timezone)
-        _check_positive_int(self.days, "days", allow_none=False)
-        if strict or is_literal(self.local_day):
-            if self._explicit_day() is not None:
-                local_day_bounds(self._explicit_day() or "", "UTC")
-            if self._local_day_on() and (self.start is not None or self.stop is not None):
-                raise ButlrConfigurationError("pass either local_day or start/stop, not both")
-
     def _local_day_on(self) -> bool:
-        """Whether ``local_day`` asks for local days (a rendered ``"False"``/``"None"`` does not)."""
-        return bool(self.local_day) and str(self.local_day).strip().lower() not in ("false", "none")
+        return local_day_on(self.local_day)
 
     def _explicit_day(self) -> date | str | None:
-        """``local_day`` when it names a day (a date or ``YYYY-MM-DD``), None for True/False/None."""
-        if self.local_day in (None, False, True) or str(self.local_day).strip().lower() in (
-            "true",
-            "false",
-            "none",
-            "",
-        ):
-            return None
-        return self.local_day if isinstance(self.local_day, date) else str(self.local_day)
+        return explicit_day(self.local_day)
 
     def _bounds(self, context: Mapping[str, Any], tz: str) -> tuple[datetime, datetime]:
         """``[start, stop)`` in UTC: the ``days`` local days ending on the local day in ``tz``, or start/stop,
@@ -195,20 +284,6 @@ class _TimeWindowMixin:
                 "have an empty data interval); pass start=/stop= or local_day=True"
             )
         return begin, end
-
-
-def _validate_selection(
-    selection: Mapping[str, Any], *, final: bool, require: bool = False
-) -> dict[str, list[str]]:
-    """Ids per kind. Before rendering (``final`` False) only plain values are checked; ``require``
-    asks for at least one id."""
-    result = {}
-    for kind, value in selection.items():
-        if final or is_literal(value):
-            result[kind] = validate_ids(kind, value)
-    if require and not any(result.values()):
-        raise ButlrConfigurationError(f"select assets with at least one of {', '.join(selection)}")
-    return result
 
 
 # --- ButlrOperator -----------------------------------------------------------------------------
@@ -255,35 +330,34 @@ class ButlrOperator(BaseOperator):
         self.response_check = response_check
         self.response_filter = response_filter
         self.butlr_conn_id = butlr_conn_id
-        self._validate(strict=False)
+        run_checks(self, self.checks, final=False)
 
-    def _validate(self, strict: bool) -> None:
-        if (strict or is_literal(self.endpoint)) and (
-            not isinstance(self.endpoint, str) or not self.endpoint.strip()
-        ):
+    @staticmethod
+    def _check_endpoint(endpoint: Any) -> None:
+        if not isinstance(endpoint, str) or not endpoint.strip():
             raise ButlrConfigurationError(
-                f"endpoint must be a non-empty path such as /api/v3/graphql, got {self.endpoint!r}"
+                f"endpoint must be a non-empty path such as /api/v3/graphql, got {endpoint!r}"
             )
-        if (
-            self.method is not None
-            and (strict or is_literal(self.method))
-            and str(self.method).upper() not in HTTP_METHODS
-        ):
+
+    @staticmethod
+    def _check_method(method: Any) -> None:
+        if method is not None and str(method).upper() not in HTTP_METHODS:
             raise ButlrConfigurationError(
-                f"method {self.method!r} is not allowed; use one of {', '.join(HTTP_METHODS)}"
+                f"method {method!r} is not allowed; use one of {', '.join(HTTP_METHODS)}"
             )
-        if (
-            self.query_params is not None
-            and (strict or is_literal(self.query_params))
-            and not isinstance(self.query_params, dict)
-        ):
-            raise ButlrConfigurationError(
-                f"query_params must be a dict, got {type(self.query_params).__name__}"
-            )
-        for name in ("response_check", "response_filter"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise ButlrConfigurationError(f"{name} must be a callable, got {type(value).__name__}")
+
+    @staticmethod
+    def _check_query_params(params: Any) -> None:
+        if params is not None and not isinstance(params, dict):
+            raise ButlrConfigurationError(f"query_params must be a dict, got {type(params).__name__}")
+
+    checks: Sequence[Check] = (
+        Check("endpoint", ("endpoint",), _check_endpoint),
+        Check("method", ("method",), _check_method),
+        Check("query_params", ("query_params",), _check_query_params),
+        Check("response_check", ("response_check",), lambda v: _check_callable(v, "response_check")),
+        Check("response_filter", ("response_filter",), lambda v: _check_callable(v, "response_filter")),
+    )
 
     def resolved_method(self) -> str:
         """The explicit method, else POST for reporting/stats/GraphQL paths and GET otherwise."""
@@ -293,7 +367,7 @@ class ButlrOperator(BaseOperator):
         return "POST" if ("/" + path.lstrip("/")).startswith(POST_PATH_PREFIXES) else "GET"
 
     def execute(self, context: Context) -> Any:
-        self._validate(strict=True)
+        run_checks(self, self.checks, final=True)
         method = self.resolved_method()
         with ButlrHook(self.butlr_conn_id) as hook:
             payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
@@ -324,9 +398,11 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
     day, see :func:`run_day`; or ``"YYYY-MM-DD"``) with ``days`` local days ending that day, computed
     in each site's own timezone (DST-correct) unless ``timezone`` forces one.
 
-    The export splits ids into batches (``max_ids_per_request``, default 30; ``max_ids_long_range`` for
-    ranges of 24 h or more, default 10), long ranges into chunks, reads every page, re-asks an empty answer in smaller batches
-    (Butlr's silent truncation), and streams rows in a deterministic order.
+    The export asks for as many ids per request as Butlr's budget allows (``max_ids_per_request``,
+    default 30; ``max_ids_long_range`` for ranges of 24 h or more, default 10) and the whole range
+    unless an answer would exceed 50,000 rows; it pages only when the server says there is more,
+    re-asks an empty answer in smaller parts (Butlr's silent truncation, bounded), and streams rows
+    in a deterministic order (see ``airflow_provider_butlr.export``).
 
     Output: ``output_format`` ``csv``, ``jsonl`` or ``parquet`` (the ``parquet`` extra), else the
     ``output_path`` suffix; ``csv_escape_formulas`` (default True) neutralises CSV text cells that
@@ -379,6 +455,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         max_ids_per_request: int | None = None,
         max_ids_long_range: int | None = None,
         max_concurrency: int = 1,
+        max_ids_per_task: int = DEFAULT_MAX_IDS_PER_TASK,
         output_path: str | None = None,
         output_format: str | None = None,
         output_conn_id: str | None = None,
@@ -407,6 +484,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.max_ids_per_request = max_ids_per_request
         self.max_ids_long_range = max_ids_long_range
         self.max_concurrency = max_concurrency
+        self.max_ids_per_task = max_ids_per_task
         self.output_path = output_path
         self.output_format = output_format
         self.output_conn_id = output_conn_id
@@ -414,11 +492,10 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         self.max_xcom_rows = max_xcom_rows
         self.butlr_conn_id = butlr_conn_id
         self._kill_requested = False
-        self._validate(strict=False)
+        run_checks(self, self.checks, final=False)
 
-    def _selection(self, strict: bool = True) -> dict[str, list[str]]:
-        raw = {k: getattr(self, k) for k in ("sites", "buildings", "floors", "rooms", "zones", "tags")}
-        return _validate_selection(raw, final=strict, require=strict)
+    def _selection(self) -> dict[str, list[str]]:
+        return {k: validate_ids(k, getattr(self, k)) for k in SELECTION_KINDS}
 
     def _resolve(self, hook: ButlrHook) -> dict[str, dict[str, list[str]]]:
         """``{timezone: {kind: ids}}``: each site's assets under its own timezone unless one is forced."""
@@ -435,47 +512,70 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
             return {self.timezone: assets}
         return topology.group_by_timezone(assets)
 
-    def _validate(self, strict: bool) -> None:
-        if strict or is_literal(self.measurements):
-            validate_measurements(self.measurements)
-        if strict or is_literal(self.window_every):
-            parse_every(self.window_every)
-        if strict or is_literal(self.window_function):
-            validate_functions(self.window_function)
-        calibrated = normalise_calibrated(self.calibrated)
-        if calibrated is not None and (strict or is_literal(self.measurements)):
-            names = validate_measurements(self.measurements)
+    @staticmethod
+    def _check_calibrated(calibrated: Any, measurements: Any) -> str | None:
+        value = normalise_calibrated(calibrated)
+        if value is not None:
+            names = validate_measurements(measurements)
             if not any(m in CALIBRATED_MEASUREMENTS for m in names):
                 raise ButlrConfigurationError(
-                    f"calibrated={calibrated!r} is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}; "
+                    f"calibrated={value!r} is only valid with {', '.join(CALIBRATED_MEASUREMENTS)}; "
                     f"measurements are {', '.join(names)}"
                 )
-        if not isinstance(self.include_zeros, bool):
-            raise ButlrConfigurationError(f"include_zeros must be True or False, got {self.include_zeros!r}")
-        BatchLimits.from_args(self.max_ids_per_request, self.max_ids_long_range)
-        validate_concurrency(self.max_concurrency)
-        _check_positive_int(self.max_xcom_rows, "max_xcom_rows", allow_none=False)
-        if not isinstance(self.csv_escape_formulas, bool):
-            raise ButlrConfigurationError(
-                f"csv_escape_formulas must be True or False, got {self.csv_escape_formulas!r}"
-            )
-        format_known = strict or is_literal(self.output_format)
-        if self.output_path is not None and (strict or is_literal(self.output_path)):
-            if not isinstance(self.output_path, str) or not self.output_path.strip():
-                raise ButlrConfigurationError(
-                    f"output_path must be a non-empty path or URI, got {self.output_path!r}"
-                )
-            if format_known:
-                output_format_for(self.output_path, self.output_format)
-        elif self.output_format is not None and format_known:
-            output_format_for("", self.output_format)
-        self._selection(strict)
-        self._validate_time_args(strict)
+        return value
 
-    def _queries(self, context: Context, hook: ButlrHook) -> list[ReportingQuery]:
+    @staticmethod
+    def _check_include_zeros(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ButlrConfigurationError(f"include_zeros must be True or False, got {value!r}")
+        return value
+
+    @staticmethod
+    def _check_flag(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ButlrConfigurationError(f"csv_escape_formulas must be True or False, got {value!r}")
+        return value
+
+    @staticmethod
+    def _check_output(path: Any, output_format: Any) -> str | None:
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise ButlrConfigurationError(f"output_path must be a non-empty path or URI, got {path!r}")
+        if path is None and output_format is None:
+            return None
+        return output_format_for(path or "", output_format)
+
+    checks: Sequence[Check] = (
+        Check("measurements", ("measurements",), validate_measurements),
+        Check("every", ("window_every",), Every.parse),
+        Check("functions", ("window_function",), validate_functions),
+        Check("calibrated", ("calibrated", "measurements"), _check_calibrated),
+        Check("include_zeros", ("include_zeros",), _check_include_zeros),
+        Check(
+            "options",
+            ("max_ids_per_request", "max_ids_long_range", "max_concurrency", "max_ids_per_task"),
+            lambda short, long, concurrency, per_task: ExportOptions.from_args(
+                max_ids_per_request=short,
+                max_ids_long_range=long,
+                max_concurrency=concurrency,
+                max_ids_per_task=per_task,
+            ),
+        ),
+        Check("max_xcom_rows", ("max_xcom_rows",), positive_int("max_xcom_rows")),
+        Check("output", ("output_path", "output_format"), _check_output),
+        Check("output_target", ("output_path",), _check_output_target, final_only=True),
+        Check("csv_escape_formulas", ("csv_escape_formulas",), _check_flag),
+        *(
+            Check(kind, (kind,), ids_of(kind))
+            for kind in ("sites", "buildings", "floors", "rooms", "zones", "tags")
+        ),
+        Check("assets", SELECTION_KINDS, _require_assets, final_only=True),
+        *TIME_CHECKS,
+    )
+
+    def _queries(self, context: Context, hook: ButlrHook, checked: Mapping[str, Any]) -> list[ReportingQuery]:
         """One validated query per timezone group, built before any reporting request."""
         groups = self._resolve(hook)
-        names = validate_measurements(self.measurements)
+        names: list[str] = checked["measurements"]
         queries: list[ReportingQuery] = []
         served: set[str] = set()
         for tz, assets in groups.items():
@@ -494,11 +594,13 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                     start=start,
                     stop=stop,
                     assets={k: v for k, v in assets.items() if k in used},
-                    every=self.window_every,
-                    function=self.window_function,
+                    every=checked["every"],
+                    function=checked["functions"],
                     timezone=tz,
-                    include_zeros=self.include_zeros,
-                    calibrated=self.calibrated if any(m in CALIBRATED_MEASUREMENTS for m in wanted) else None,
+                    include_zeros=checked["include_zeros"],
+                    calibrated=checked["calibrated"]
+                    if any(m in CALIBRATED_MEASUREMENTS for m in wanted)
+                    else None,
                 )
             )
         missing = [m for m in names if m not in served]
@@ -510,14 +612,16 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         return queries
 
     def execute(self, context: Context) -> Any:
-        self._validate(strict=True)
-        if self.output_path is not None:
-            require_output_format(output_format_for(self.output_path, self.output_format))
-        self._kill_requested = False
-        stats = ExportStats()
+        checked = run_checks(self, self.checks, final=True)
+        if checked["output"] is not None:
+            require_output_format(
+                checked["output"]
+            )  # e.g. pyarrow for Parquet, before any request        self._kill_requested = False
+        stats = self._stats = ExportStats()
         with ButlrHook(self.butlr_conn_id) as hook:
-            queries = self._queries(context, hook)
-            rows = self._stream(hook, queries, stats)
+            queries = self._queries(context, hook, checked)
+            check_ids_per_task(sum(q.asset_count for q in queries), checked["options"])
+            rows = self._stream(hook, queries, checked["options"], stats)
             try:
                 if self.output_path is None:
                     return self._rows_for_xcom(rows)
@@ -538,7 +642,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                 rows.close()  # an export stopped early joins its worker threads and closes their sessions
         summary = {
             "path": self.output_path,
-            "format": output_format_for(self.output_path, self.output_format),
+            "format": checked["output"],
             "rows": count,
             "assets": sum(q.asset_count for q in queries),
             "start": format_time(min(q.start for q in queries)),
@@ -565,22 +669,22 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         return summary
 
     def _stream(
-        self, hook: ButlrHook, queries: list[ReportingQuery], stats: ExportStats
+        self, hook: ButlrHook, queries: list[ReportingQuery], options: ExportOptions, stats: ExportStats
     ) -> Generator[Row, None, None]:
         """The rows of every query, in order; stops (with an error) once :meth:`on_kill` was called."""
-        for query in queries:
-            for row in hook.iter_query_rows(
-                query,
-                max_ids_per_request=self.max_ids_per_request,
-                max_ids_long_range=self.max_ids_long_range,
-                max_concurrency=self.max_concurrency,
-                stats=stats,
-            ):
-                if self._kill_requested:
-                    raise ButlrError(
-                        f"the Butlr export was killed after {stats.requests} request(s); no output was written"
-                    )
-                yield row
+        exports = [run_export(hook, query, options, stats) for query in queries]  # all planned first
+        try:
+            for rows in exports:
+                for row in rows:
+                    if self._kill_requested:
+                        raise ButlrError("killed")
+                    yield row
+        except ButlrError:
+            if not self._kill_requested:
+                raise
+            raise ButlrError(
+                f"the Butlr export was killed after {stats.requests} request(s); no output was written"
+            ) from None
 
     def on_kill(self) -> None:
         """Stop a running export at the next row.
@@ -590,6 +694,9 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         the temporary output file instead of leaving both behind.
         """
         self._kill_requested = True
+        stats = getattr(self, "_stats", None)
+        if stats is not None:
+            stats.stop()  # workers send no further request
 
     def _rows_for_xcom(self, rows: Iterator[Row]) -> list[Row]:
         kept = list(islice(rows, self.max_xcom_rows + 1))
@@ -663,26 +770,31 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
         self.time_ranges = time_ranges
         self.max_items_per_request = max_items_per_request
         self.butlr_conn_id = butlr_conn_id
-        self._validate(strict=False)
+        run_checks(self, self.checks, final=False)
 
-    def _validate(self, strict: bool) -> None:
-        if strict or is_literal(self.measurements):
-            validate_stats_measurements(self.measurements)
-        if self.resolve_to not in ("floors", "rooms", "zones"):
-            raise ButlrConfigurationError(
-                f"resolve_to {self.resolve_to!r} is not allowed; use floors, rooms or zones"
-            )
-        if self.items and (strict or is_literal(self.items)):
-            validate_stats_items(self.items)
-        containers = _validate_selection({"sites": self.sites, "buildings": self.buildings}, final=strict)
-        if strict and not self.items and not any(containers.values()):
+    @staticmethod
+    def _check_resolve_to(value: Any) -> str:
+        if value not in ("floors", "rooms", "zones"):
+            raise ButlrConfigurationError(f"resolve_to {value!r} is not allowed; use floors, rooms or zones")
+        return str(value)
+
+    @staticmethod
+    def _require_items(items: Any, sites: Any, buildings: Any) -> None:
+        if not items and not validate_ids("sites", sites) and not validate_ids("buildings", buildings):
             raise ButlrConfigurationError("select items (floor, room or zone ids) and/or sites or buildings")
-        if strict or is_literal(self.exclude_days_of_week):
-            validate_days(self.exclude_days_of_week)
-        if strict or is_literal(self.time_ranges):
-            validate_time_ranges(self.time_ranges)
-        _check_positive_int(self.max_items_per_request, "max_items_per_request", allow_none=False)
-        self._validate_time_args(strict)
+
+    checks: Sequence[Check] = (
+        Check("measurements", ("measurements",), validate_stats_measurements),
+        Check("resolve_to", ("resolve_to",), _check_resolve_to),
+        Check("items", ("items",), lambda items: validate_stats_items(items) if items else []),
+        Check("sites", ("sites",), ids_of("sites")),
+        Check("buildings", ("buildings",), ids_of("buildings")),
+        Check("selection", ("items", "sites", "buildings"), _require_items, final_only=True),
+        Check("exclude_days_of_week", ("exclude_days_of_week",), validate_days),
+        Check("time_ranges", ("time_ranges",), validate_time_ranges),
+        Check("max_items_per_request", ("max_items_per_request",), positive_int("max_items_per_request")),
+        *TIME_CHECKS,
+    )
 
     def _items_by_timezone(self, hook: ButlrHook) -> dict[str, list[str]]:
         explicit = validate_stats_items(self.items) if self.items else []
@@ -700,7 +812,7 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
         return dict(sorted(groups.items()))
 
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
-        self._validate(strict=True)
+        run_checks(self, self.checks, final=True)
         result: dict[str, dict[str, Any]] = {}
         with ButlrHook(self.butlr_conn_id) as hook:
             for tz, items in self._items_by_timezone(hook).items():
@@ -754,26 +866,56 @@ class ButlrGraphQLOperator(BaseOperator):
         self.variables = variables
         self.operation_name = operation_name
         self.butlr_conn_id = butlr_conn_id
-        self._validate(strict=False)
+        run_checks(self, self.checks, final=False)
 
-    def _validate(self, strict: bool) -> None:
-        if not isinstance(self.query, str) or not self.query.strip():
-            raise ButlrConfigurationError(f"query must be a non-empty GraphQL document, got {self.query!r}")
-        if (
-            self.variables is not None
-            and (strict or is_literal(self.variables))
-            and not isinstance(self.variables, dict)
-        ):
-            raise ButlrConfigurationError(f"variables must be a dict, got {type(self.variables).__name__}")
+    @staticmethod
+    def _check_query(query: Any) -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise ButlrConfigurationError(f"query must be a non-empty GraphQL document, got {query!r}")
+
+    @staticmethod
+    def _check_variables(variables: Any) -> None:
+        if variables is not None and not isinstance(variables, dict):
+            raise ButlrConfigurationError(f"variables must be a dict, got {type(variables).__name__}")
+
+    checks: Sequence[Check] = (
+        Check("query", ("query",), _check_query),
+        Check("variables", ("variables",), _check_variables),
+    )
 
     def execute(self, context: Context) -> Any:
-        self._validate(strict=True)
+        run_checks(self, self.checks, final=True)
         with ButlrHook(self.butlr_conn_id) as hook:
             data = hook.graphql(self.query, self.variables, self.operation_name)
         return ensure_json(data, "the GraphQL data")
 
 
 # --- ButlrDeviceHealthOperator -----------------------------------------------------------------
+
+
+def threshold(name: str, value: Any) -> float | int | None:
+    """A device-health threshold as a number (numeric strings from rendered templates are accepted)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    rules = {
+        "max_offline_share": (
+            "a share between 0 and 1 (e.g. 0.2 for 20 %)",
+            float,
+            lambda v: 0 <= v <= 1,
+        ),
+        "max_critical_batteries": ("an integer >= 0", int, lambda v: v >= 0),
+        "offline_after_hours": ("a positive number of hours", float, lambda v: v > 0),
+    }
+    meaning, kind, valid = rules[name]
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(value)
+        number = kind(float(value)) if kind is float else int(str(value).strip())
+    except ValueError:
+        raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}") from None
+    if not valid(number):
+        raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}")
+    return number
 
 
 class ButlrDeviceHealthOperator(BaseOperator):
@@ -822,44 +964,27 @@ class ButlrDeviceHealthOperator(BaseOperator):
         self.offline_after_hours = offline_after_hours
         self.due_soon_days = due_soon_days
         self.butlr_conn_id = butlr_conn_id
-        self._validate(strict=False)
+        self._apply(run_checks(self, self.checks, final=False))
 
-    def _validate(self, strict: bool) -> None:
-        _validate_selection({k: getattr(self, k) for k in ("sites", "buildings", "floors")}, final=strict)
-        for name in ("max_offline_share", "max_critical_batteries", "offline_after_hours"):
-            if strict or is_literal(getattr(self, name)):
-                setattr(self, name, self._threshold(name))
-        _check_positive_int(self.due_soon_days, "due_soon_days", allow_none=False)
+    def _apply(self, checked: Mapping[str, Any]) -> None:
+        """Thresholds as numbers (numeric strings from rendered templates are accepted)."""
+        for name in self.THRESHOLDS:
+            if name in checked:
+                setattr(self, name, checked[name])
+
+    THRESHOLDS = ("max_offline_share", "max_critical_batteries", "offline_after_hours")
+
+    checks: Sequence[Check] = (
+        *(Check(kind, (kind,), ids_of(kind)) for kind in ("sites", "buildings", "floors")),
+        *(Check(name, (name,), lambda value, name=name: threshold(name, value)) for name in THRESHOLDS),
+        Check("due_soon_days", ("due_soon_days",), positive_int("due_soon_days")),
+    )
 
     def _threshold(self, name: str) -> float | int | None:
-        """A threshold as a number (numeric strings from rendered templates are accepted)."""
-        value = getattr(self, name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        rules = {
-            "max_offline_share": (
-                "a share between 0 and 1 (e.g. 0.2 for 20 %)",
-                float,
-                lambda v: 0 <= v <= 1,
-            ),
-            "max_critical_batteries": ("an integer >= 0", int, lambda v: v >= 0),
-            "offline_after_hours": ("a positive number of hours", float, lambda v: v > 0),
-        }
-        meaning, kind, valid = rules[name]
-        try:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError(value)
-            number = kind(float(value)) if kind is float else int(str(value).strip())
-        except ValueError:
-            raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}") from None
-        if not valid(number):
-            raise ButlrConfigurationError(f"{name} must be {meaning}, got {value!r}")
-        return number
+        return threshold(name, getattr(self, name))
 
     def _floor_scope(self, hook: ButlrHook) -> list[str] | None:
-        selection = _validate_selection(
-            {k: getattr(self, k) for k in ("sites", "buildings", "floors")}, final=True
-        )
+        selection = {k: validate_ids(k, getattr(self, k)) for k in ("sites", "buildings", "floors")}
         if not any(selection.values()):
             return None
         topology = hook.get_topology()
@@ -871,7 +996,7 @@ class ButlrDeviceHealthOperator(BaseOperator):
         return topology.resolve(selection).get("floors", [])
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._validate(strict=True)
+        self._apply(run_checks(self, self.checks, final=True))
         with ButlrHook(self.butlr_conn_id) as hook:
             floors = self._floor_scope(hook)
             sensors, hives = hook.get_sensors(), hook.get_hives()

@@ -429,7 +429,7 @@ class ButlrDataCompleteSensor(_ButlrPollingSensor):
         self.check_every_seconds = parse_every(check_every, "check_every").total_seconds()
         self.max_null_percentage = max_null_percentage
         self.measurement = measurement
-        self.limits = BatchLimits.capped(max_ids_per_request)
+        self.limits = BatchLimits.from_args(max_ids_per_request)
 
     def resolve_window(self, context: Context) -> tuple[datetime, datetime, str]:
         """The window ``[start, end)`` in UTC and the timezone used to align check windows."""
@@ -598,7 +598,7 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
             )
         self.lookback_minutes = lookback_minutes
         self.search_minutes = search_minutes
-        self.limits = BatchLimits.capped(max_ids_per_request)
+        self.limits = BatchLimits.from_args(max_ids_per_request)
 
     def _threshold(self) -> float | dict[str, float]:
         value = self.threshold
