@@ -33,6 +33,7 @@ from airflow_provider_butlr.exceptions import (
     ButlrDataError,
     ButlrGraphQLError,
 )
+from airflow_provider_butlr.ratelimit import RateLimiter, limiter_for
 from airflow_provider_butlr.retry import (
     NO_CONTENT_STATUSES,
     RETRYABLE_STATUSES,
@@ -198,6 +199,23 @@ class BodyReader:
 
     def body(self) -> bytes:
         return b"".join(self._parts)
+
+
+# --- pacing ---------------------------------------------------------------------------------------------
+
+
+def limiter(settings: ButlrSettings) -> RateLimiter | None:
+    """The process-wide limiter of this connection's credentials (None: extra max_requests_per_minute unset)."""
+    return limiter_for(settings.limiter_key, settings.max_requests_per_minute)
+
+
+def pace_after(answer: Answer, rate: RateLimiter | None) -> Answer:
+    """A 429 with ``Retry-After`` pauses every caller sharing the limiter, not only this one."""
+    if rate is not None and answer.status == 429:
+        seconds = parse_retry_after(answer.headers.get("Retry-After"))
+        if seconds:
+            rate.hold(seconds)
+    return answer
 
 
 # --- URLs ------------------------------------------------------------------------------------------

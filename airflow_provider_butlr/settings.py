@@ -43,6 +43,7 @@ class ButlrSettings:
     max_retries: int = DEFAULT_MAX_RETRIES
     verify: bool | str = True
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_requests_per_minute: int | None = None  # client-side rate limit shared by the process (off)
 
     @property
     def secret_fingerprint(self) -> str:
@@ -53,6 +54,11 @@ class ButlrSettings:
     def cache_key(self) -> tuple[str, str, str, str, str]:
         """Token-cache key: tokens are shared only by identical credentials."""
         return (self.base_url, self.auth_type, self.login, self.audience, self.secret_fingerprint)
+
+    @property
+    def limiter_key(self) -> str:
+        """Requests of identical credentials on one API share one client-side rate limit."""
+        return "|".join(self.cache_key)
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -241,6 +247,7 @@ def settings_from_fields(
         max_response_bytes=_int_extra(
             extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES, conn_id
         ),
+        max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, 0, conn_id) or None,
     )
 
 

@@ -121,3 +121,28 @@ def test_limiter_for_is_shared_per_key_and_off_without_a_limit() -> None:
 def test_a_bad_limit_is_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="max_requests_per_minute must be a positive integer"):
         RateLimiter(bad)  # type: ignore[arg-type]
+
+
+def test_the_connection_extra_limits_sync_and_async_hooks_together(emulator, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``max_requests_per_minute`` on the connection: one limiter for every hook of those credentials."""
+    from airflow_provider_butlr.exchange import limiter
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+    from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
+    from tests.conftest import connection_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_BUTLR_DEFAULT", connection_json(emulator, max_requests_per_minute=5))
+    query = "{ sites { data { id } } }"
+    with ButlrHook() as hook:
+        hook.graphql(query)  # a login and a query: two slots
+        hook.graphql(query)  # three
+
+    async def one_async_query() -> None:
+        async with ButlrAsyncHook() as async_hook:
+            await async_hook.agraphql(query)  # the cached token: four
+
+    asyncio.run(one_async_query())
+    shared = limiter(ButlrHook().settings)
+    assert shared is not None and shared.per_minute == 5
+    assert shared.reserve() == 0  # the fifth slot of the minute is still free
+    assert shared.reserve() > 55  # the sixth waits for the first slot to come back
+    assert emulator.counters.total == 4

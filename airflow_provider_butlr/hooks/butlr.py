@@ -31,9 +31,11 @@ from airflow_provider_butlr.exchange import (
     drive,
     graphql_body,
     graphql_data,
+    limiter,
     login_endpoint,
     login_flow,
     make_call,
+    pace_after,
     url_for,
     with_retries,
 )
@@ -186,7 +188,10 @@ class ButlrHook(ButlrBaseHook):
             self.invalidate_token(step.token)
             return None
         assert isinstance(step, Outgoing)
-        return self._transmit(step)
+        rate = limiter(self.settings)
+        if rate is not None:
+            rate.acquire()
+        return pace_after(self._transmit(step), rate)
 
     def _transmit(self, out: Outgoing) -> Answer:
         """Send one request; the whole answer within the timeout (a total deadline) and the size cap."""

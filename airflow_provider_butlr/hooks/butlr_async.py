@@ -6,6 +6,7 @@ It supplies tokens and moves bytes with httpx; every rule about answers lives in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import time
@@ -19,7 +20,9 @@ from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
 from airflow_provider_butlr.exchange import (
     GRAPHQL_PATH,
     NEED_TOKEN,
+    READ_CHUNK,
     Answer,
+    BodyReader,
     DropToken,
     Outgoing,
     Step,
@@ -28,11 +31,14 @@ from airflow_provider_butlr.exchange import (
     awith_retries,
     graphql_body,
     graphql_data,
+    limiter,
     login_endpoint,
     login_flow,
     make_call,
+    pace_after,
 )
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 
 
@@ -118,17 +124,33 @@ class ButlrAsyncHook(ButlrBaseHook):
             TOKEN_CACHE.invalidate((await self.aget_settings()).cache_key, step.token)
             return None
         assert isinstance(step, Outgoing)
-        response = await self._require_client().request(
-            step.method,
-            step.url,
-            json=step.json,
-            params=step.params,
-            headers=dict(step.headers),
-            timeout=step.timeout or httpx.USE_CLIENT_DEFAULT,
+        settings = await self.aget_settings()
+        seconds = step.timeout or self.options.timeout_for(settings)
+        rate = limiter(settings)
+        if rate is not None:
+            await rate.aacquire()
+        try:  # a total deadline: connect, headers and body
+            return pace_after(await asyncio.wait_for(self._atransmit(step, seconds), seconds), rate)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(seconds) from None
+
+    async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
+        """Send one request; the whole answer within the size cap (the caller bounds the time)."""
+        loop = asyncio.get_running_loop()
+        client = self._require_client()
+        limit = (await self.aget_settings()).max_response_bytes
+        request = client.build_request(
+            out.method, out.url, json=out.json, params=out.params, headers=dict(out.headers), timeout=seconds
         )
-        return Answer(
-            response.status_code, response.headers, response.content, str(response.url), raw=response
-        )
+        response = await client.send(request, stream=True)
+        try:
+            reader = BodyReader(response.status_code, out.url, limit, loop.time() + seconds, seconds)
+            async for chunk in response.aiter_bytes(READ_CHUNK):
+                if not reader.feed(chunk, loop.time()):
+                    break
+        finally:
+            await response.aclose()
+        return Answer(response.status_code, response.headers, reader.body(), str(response.url), raw=response)
 
     # --- requests ------------------------------------------------------------------------------
 
