@@ -614,7 +614,7 @@ def test_jsonl_lines_are_the_same_with_or_without_msgspec(monkeypatch: pytest.Mo
     import json
     import sys
 
-    from airflow_provider_butlr.output import ROW_COLUMNS, _write
+    from airflow_provider_butlr.output import ROW_COLUMNS, _jsonl_write
 
     rows = [
         {
@@ -626,9 +626,9 @@ def test_jsonl_lines_are_the_same_with_or_without_msgspec(monkeypatch: pytest.Mo
         {**dict.fromkeys(ROW_COLUMNS, ""), "value": 7, "null_percentage": 0.25, "data_incomplete": True},
     ]
     fast, plain = io.StringIO(), io.StringIO()
-    assert _write(rows, fast, "jsonl", ROW_COLUMNS) == 2
+    assert _jsonl_write(rows, fast) == 2
     monkeypatch.setitem(sys.modules, "msgspec", None)  # as on an Airflow without msgspec
-    assert _write(rows, plain, "jsonl", ROW_COLUMNS) == 2
+    assert _jsonl_write(rows, plain) == 2
     parse = lambda text: [json.loads(line) for line in text.splitlines()]  # noqa: E731
     assert parse(fast.getvalue()) == parse(plain.getvalue()) == rows
     assert list(parse(fast.getvalue())[0]) == list(ROW_COLUMNS)  # column order kept
