@@ -279,10 +279,30 @@ def make_call(
 # --- decoding and classification -------------------------------------------------------------------
 
 
+def _json_decoder() -> Callable[[bytes | str], Any]:
+    """msgspec's decoder when installed (about 2x faster on large answers; Airflow 3.3 ships it), else json's."""
+    try:
+        import msgspec
+    except ImportError:
+        return jsonlib.loads
+    decode = msgspec.json.decode
+
+    def fast(body: bytes | str) -> Any:
+        try:
+            return decode(body)
+        except msgspec.DecodeError as err:
+            raise ValueError(str(err)) from err
+
+    return fast
+
+
+_decode = _json_decoder()
+
+
 def decode_json(body: bytes | str) -> Any:
     """JSON from a body; ValueError for anything that is not JSON (deep nesting included)."""
     try:
-        return jsonlib.loads(body)
+        return _decode(body)
     except RecursionError as err:
         raise ValueError("JSON nested too deeply") from err
 
