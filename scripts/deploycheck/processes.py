@@ -1,0 +1,115 @@
+"""Components as process groups: start with a log file, stop by process group, tail the log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+class Component:
+    """One started process in its own session (so its PID is its process group id), output to a log."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> None:
+        self.name, self.argv, self.log, self.env, self.cwd = name, list(argv), log, dict(env), cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was not started"
+        return self.process.pid
+
+    def start(self) -> Component:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        print(f">> {self.name} started (pid/pgid {self.pid}, log {self.log.name})", flush=True)
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def members(self) -> list[int]:
+        return group_members(self.pid) if self.process is not None else []
+
+    def kill(self, sig: int = signal.SIGKILL, wait: float = 15.0) -> list[int]:
+        """Send ``sig`` to the whole group; wait until it is empty; answer the PIDs it held."""
+        if self.process is None:
+            return []
+        members = self.members()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.process.poll()  # reap the leader (the others are reaped by init)
+            if not self.members():
+                break
+            time.sleep(0.1)
+        return members
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM to the group, then SIGKILL to whatever is left after ``grace`` seconds."""
+        if self.process is None:
+            return
+        if self.members():
+            self.kill(signal.SIGTERM, wait=grace)
+        if self.members():
+            left = self.kill(signal.SIGKILL, wait=10.0)
+            print(f">> {self.name}: SIGKILL to pids {left} (still running after SIGTERM)", flush=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        left = self.members()
+        if left:
+            raise RuntimeError(f"{self.name}: processes {left} of group {self.pid} survived SIGKILL")
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
