@@ -28,8 +28,12 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``, read from /proc."""
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``, read from /proc.
+
+    A component started with ``setsid`` is session and process group leader; Airflow's task
+    runners move to process groups of their own (``setpgid``) but stay in the session.
+    """
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -40,13 +44,14 @@ def group_members(pgid: int) -> list[int]:
             continue
         # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[3]) == sid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
 
 
 class Component:
-    """One started process in its own session (so its PID is its process group id), output to a log."""
+    """One started process in its own session (its PID is the session and process group id), output
+    to a log; stopped with everything in its session (the process group and groups made inside it)."""
 
     def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> None:
         self.name, self.argv, self.log, self.env, self.cwd = name, list(argv), log, dict(env), cwd
@@ -75,15 +80,19 @@ class Component:
         return self.process is not None and self.process.poll() is None
 
     def members(self) -> list[int]:
-        return group_members(self.pid) if self.process is not None else []
+        return session_members(self.pid) if self.process is not None else []
 
     def kill(self, sig: int = signal.SIGKILL, wait: float = 15.0) -> list[int]:
-        """Send ``sig`` to the whole group; wait until it is empty; answer the PIDs it held."""
+        """Send ``sig`` to the process group and every process of the session; wait until none is
+        left; answer the PIDs it held."""
         if self.process is None:
             return []
         members = self.members()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             self.process.poll()  # reap the leader (the others are reaped by init)
@@ -105,7 +114,7 @@ class Component:
             self.process.wait(timeout=5)
         left = self.members()
         if left:
-            raise RuntimeError(f"{self.name}: processes {left} of group {self.pid} survived SIGKILL")
+            raise RuntimeError(f"{self.name}: processes {left} of session {self.pid} survived SIGKILL")
 
     def tail(self, lines: int = 25) -> str:
         try:
