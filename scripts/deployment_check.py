@@ -248,13 +248,20 @@ class Deployment:
     def airflow_components(self) -> list[Component]:
         return [self.components[n] for n in ("api-server", "scheduler", "dag-processor", "triggerer")]
 
-    def stop_all(self) -> None:
+    def stop_all(self, grace: float = 20.0) -> None:
+        """SIGTERM to every component at once; SIGKILL to any session left after ``grace`` seconds."""
+        started = [c for c in self.components.values() if c.process is not None and c.members()]
+        for component in started:
+            component.send(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         failures = []
-        for name, component in reversed(list(self.components.items())):
-            try:
-                component.stop()
-            except Exception as exc:  # keep stopping the others
-                failures.append(f"{name}: {exc}")
+        for component in started:
+            if component.wait_gone(max(deadline - time.monotonic(), 0.0)):
+                continue
+            left = component.kill(signal.SIGKILL, wait=10.0)
+            print(f">> {component.name}: SIGKILL to pids {left} (still running after SIGTERM)", flush=True)
+            if component.members():
+                failures.append(f"{component.name}: pids {component.members()} survived SIGKILL")
         if failures:
             raise CheckFailed("could not stop: " + "; ".join(failures))
 
@@ -457,6 +464,9 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
         lambda: f"runs {dep.db.runs()}",
     )
     results.runs = dep.db.runs()
+    # A run is final in the DB before its last task process has exited: let them finish.
+    scheduler = dep.components["scheduler"]
+    wait_for("the last task processes to exit", lambda: not scheduler.other_groups(), 60, [scheduler])
     timings.mark("every run finished")
 
     results.logins = dep.admin.logins()

@@ -28,24 +28,29 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, session) of ``pid`` from /proc, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[2]), int(fields[3])
+
+
 def session_members(sid: int) -> list[int]:
-    """Live (non-zombie) processes of session ``sid``, read from /proc.
+    """Live (non-zombie) processes of session ``sid``.
 
     A component started with ``setsid`` is session and process group leader; Airflow's task
     runners move to process groups of their own (``setpgid``) but stay in the session.
     """
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(entry.name))
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[2] == sid and stat[0] != "Z":
+                members.append(int(entry.name))
     return members
 
 
@@ -82,23 +87,40 @@ class Component:
     def members(self) -> list[int]:
         return session_members(self.pid) if self.process is not None else []
 
-    def kill(self, sig: int = signal.SIGKILL, wait: float = 15.0) -> list[int]:
-        """Send ``sig`` to the process group and every process of the session; wait until none is
-        left; answer the PIDs it held."""
-        if self.process is None:
-            return []
+    def other_groups(self) -> list[int]:
+        """Processes of the session outside the component's process group (e.g. task runners)."""
+        return [pid for pid in self.members() if (_stat(pid) or ("", self.pid, 0))[1] != self.pid]
+
+    def send(self, sig: int) -> list[int]:
+        """SIGKILL: the group and every process of the session; other signals: the group only
+        (the component forwards them to its children itself). Answers the session's PIDs."""
         members = self.members()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            self.process.poll()  # reap the leader (the others are reaped by init)
+        if sig == signal.SIGKILL:
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        return members
+
+    def wait_gone(self, timeout: float) -> bool:
+        """Wait until no process of the session is left (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None:
+                self.process.poll()  # reap the leader (the others are reaped by init)
             if not self.members():
-                break
+                return True
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.1)
+
+    def kill(self, sig: int = signal.SIGKILL, wait: float = 15.0) -> list[int]:
+        """Send ``sig`` (see :meth:`send`), wait until the session is empty; answer the PIDs it held."""
+        if self.process is None:
+            return []
+        members = self.send(sig)
+        self.wait_gone(wait)
         return members
 
     def stop(self, grace: float = 20.0) -> None:
