@@ -18,9 +18,9 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 
-from deploycheck.processes import Component  # noqa: E402
-from deploycheck.scans import error_lines, is_error_line, scan_secrets, secret_needles  # noqa: E402
-from deployment_check import Dates  # noqa: E402
+from deploycheck.processes import Component
+from deploycheck.scans import error_lines, is_error_line, scan_secrets, secret_needles
+from deployment_check import Dates
 
 SECRET = "s3cr3t/with+special=chars&more"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0xMjM0NTY"
@@ -134,7 +134,13 @@ def test_kill_stops_the_whole_session_including_children_in_their_own_groups(tmp
 
 @pytest.mark.parametrize(
     "day",
-    [dt.date(2025, 3, 9), dt.date(2025, 3, 30), dt.date(2025, 11, 2), dt.date(2025, 10, 26), dt.date(2026, 6, 1)],
+    [
+        dt.date(2025, 3, 9),
+        dt.date(2025, 3, 30),
+        dt.date(2025, 11, 2),
+        dt.date(2025, 10, 26),
+        dt.date(2026, 6, 1),
+    ],
 )
 def test_emulator_clocks_bracket_every_sites_day_end_plus_grace(day: dt.date) -> None:
     """D 21:00Z: no site's local day D is over; D+1 07:00Z: every one is past end + 15 min + 2 min lag."""
