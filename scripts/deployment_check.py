@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -361,6 +362,11 @@ class Results:
     scan: tuple[int, int, list[str]] = (0, 0, [])
     errors: list[Finding] = field(default_factory=list)
     token_store: str = ""
+    logins_by_phase: list[tuple[str, int]] = field(default_factory=list)
+
+    def count_logins(self, dep: Deployment, phase: str) -> None:
+        """Logins so far (emulator counter), to print the logins each phase added."""
+        self.logins_by_phase.append((phase, dep.admin.logins()))
 
 
 def process_line(pid: int) -> str:
@@ -419,6 +425,7 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     dep.api.trigger(QUICKSTART, None, "deploycheck__quickstart")
     wait_for_run(dep, QUICKSTART, "deploycheck__quickstart")
     timings.mark(f"{QUICKSTART} succeeded")
+    results.count_logins(dep, QUICKSTART)
 
     # 2. Day D not complete anywhere; the sensors defer; the triggerer dies; D becomes complete.
     dates = dep.dates
@@ -444,12 +451,14 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     dep.start_triggerer()
     wait_for_run(dep, EXPORT, first)
     timings.mark(f"{EXPORT} {first} succeeded after the triggerer restart")
+    results.count_logins(dep, f"{first} (and {INVENTORY} so far)")
 
     # 3. A second day (complete at this clock: the sensors succeed on their first check).
     second = dep.api.trigger(EXPORT, dates.second_logical_date, "deploycheck__export_2")
     wait_for_run(dep, EXPORT, second)
     wait_for_run(dep, INVENTORY, inventory_run)
     timings.mark(f"{EXPORT} {second} and {INVENTORY} succeeded")
+    results.count_logins(dep, f"{second} (and the rest of {INVENTORY})")
 
     # 4. Any other example DAG: the event-driven one (issue 17) through its hook, others by hand.
     for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS)):
@@ -515,6 +524,10 @@ def print_summary(results: Results, timings: Timings, max_logins: int) -> None:
         f"secret scan: {files} files, {size / 1e6:.1f} MB, client secret + {results.token_count} issued tokens "
         f"(plain, percent-encoded, JWT signature): {len(hits)} hits"
     )
+    previous = 0
+    for phase, count in results.logins_by_phase:
+        print(f"  logins during {phase}: {count - previous}")
+        previous = count
     print(f"token store: {results.token_store}")
     print(f"error-level lines: {len(results.errors)}")
     for phase, seconds in timings.phases:
@@ -570,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nDEPLOYMENT CHECK PASSED in {timings.total:.0f} s")
         except (CheckFailed, Interrupted, KeyboardInterrupt) as exc:
             print(f"\nDEPLOYMENT CHECK FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(dep.tails(), file=sys.stderr)
+        except Exception:  # a bug or an unexpected answer: the traceback, the logs, then the cleanup
+            traceback.print_exc()
+            print("\nDEPLOYMENT CHECK FAILED (unexpected error above)", file=sys.stderr)
             print(dep.tails(), file=sys.stderr)
         finally:
             try:
