@@ -319,7 +319,10 @@ def wait_for_run(dep: Deployment, dag_id: str, run_id: str, timeout: float = 360
     def probe() -> bool:
         state = dep.db.run_state(dag_id, run_id)
         if state == "failed":
-            raise CheckFailed(f"{dag_id} run {run_id} failed: {dep.db.task_states(dag_id, run_id)}")
+            raise CheckFailed(
+                f"{dag_id} run {run_id} failed: {dep.db.task_states(dag_id, run_id)}\n"
+                + failed_task_logs(dep, dag_id, run_id)
+            )
         return state == "success"
 
     wait_for(
@@ -329,6 +332,19 @@ def wait_for_run(dep: Deployment, dag_id: str, run_id: str, timeout: float = 360
         dep.airflow_components(),
         lambda: f"run {dep.db.run_state(dag_id, run_id)}, tasks {dep.db.task_states(dag_id, run_id)}",
     )
+
+
+def failed_task_logs(dep: Deployment, dag_id: str, run_id: str, lines: int = 15) -> str:
+    """The last lines of the task logs of the run's failed task instances."""
+    failed = {
+        key.split("[")[0] for key, state in dep.db.task_states(dag_id, run_id).items() if state == "failed"
+    }
+    run_logs = dep.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    parts = []
+    for task_id in sorted(failed):
+        for log in sorted((run_logs / f"task_id={task_id}").rglob("attempt=*.log")):
+            parts.append(f"--- last {lines} lines of {log}\n{tail(log, lines)}")
+    return "\n".join(parts)
 
 
 def wait_sensors_deferred(dep: Deployment, run_id: str, timeout: float = 300) -> dict[str, str | None]:
@@ -386,6 +402,9 @@ def describe_store(folder: Path) -> str:
 
 def parsed_dags(dep: Deployment) -> list[str]:
     """The DAG ids in the database once every known example DAG is among them, else []."""
+    errors = dep.db.import_errors()
+    if errors:
+        raise CheckFailed(f"the dag-processor could not import: {errors}")
     dag_ids = dep.db.dag_ids()
     return dag_ids if set(KNOWN_DAGS) <= set(dag_ids) else []
 
@@ -415,8 +434,6 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
         dep.airflow_components(),
         lambda: f"DAGs {dep.db.dag_ids()}, import errors {dep.db.import_errors()}",
     )
-    if dep.db.import_errors():
-        raise CheckFailed(f"import errors: {dep.db.import_errors()}")
     timings.mark(f"components up, DAGs parsed ({len(dag_ids)})")
     for dag_id in dag_ids:
         dep.api.unpause(dag_id)
@@ -464,7 +481,8 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS)):
         print(f">> {dag_id}: not known to the check; triggered once by hand", flush=True)
         dep.api.trigger(dag_id, None, f"deploycheck__{dag_id}")
-    trigger_event_driven_dags(dep)
+    for dag_id, run_id in trigger_event_driven_dags(dep):
+        wait_for_run(dep, dag_id, run_id)
     wait_for(
         "every DAG run to finish",
         lambda: all(state in FINAL for _, _, state in dep.db.runs()),
@@ -519,15 +537,15 @@ def print_summary(results: Results, timings: Timings, max_logins: int) -> None:
     print(
         f"logins: {results.logins} (target: 1 per token lifetime; with the token store <= {TOKEN_STORE_TARGET}; limit now {max_logins})"
     )
+    previous = 0
+    for phase, count in results.logins_by_phase:
+        print(f"  logins during {phase}: {count - previous}")
+        previous = count
     files, size, hits = results.scan
     print(
         f"secret scan: {files} files, {size / 1e6:.1f} MB, client secret + {results.token_count} issued tokens "
         f"(plain, percent-encoded, JWT signature): {len(hits)} hits"
     )
-    previous = 0
-    for phase, count in results.logins_by_phase:
-        print(f"  logins during {phase}: {count - previous}")
-        previous = count
     print(f"token store: {results.token_store}")
     print(f"error-level lines: {len(results.errors)}")
     for phase, seconds in timings.phases:
