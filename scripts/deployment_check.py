@@ -45,7 +45,6 @@ from deploycheck.processes import Component, free_port, port_is_free
 from deploycheck.scans import Finding, error_lines, iter_files, scan_secrets, secret_needles
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 # The emulator's documented default credentials (docs/emulator.md).
 CLIENT_ID = "emulator-client-id"
 CLIENT_SECRET = "emulator-client-secret-do-not-use"
@@ -221,7 +220,7 @@ class Deployment:
         self.admin = EmulatorAdminClient(self.emulator_url)
 
     def airflow(self, *args: str) -> list[str]:
-        return [str(BIN / "airflow"), *args]
+        return [sys.executable, "-m", "airflow", *args]  # the Airflow of this interpreter
 
     def migrate(self) -> None:
         log = self.logs / "db-migrate.log"
