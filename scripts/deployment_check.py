@@ -378,6 +378,7 @@ class Results:
     errors: list[Finding] = field(default_factory=list)
     token_store: str = ""
     logins_by_phase: list[tuple[str, int]] = field(default_factory=list)
+    resumed: int | None = None  # the restarted triggerer's job id
 
     def count_logins(self, dep: Deployment, phase: str) -> None:
         """Logins so far (emulator counter), to print the logins each phase added."""
@@ -390,6 +391,26 @@ def process_line(pid: int) -> str:
     except OSError:
         cmdline = "?"
     return f"{pid} {cmdline.strip()[:60]}"
+
+
+def check_resumed_by_new_triggerer(dep: Deployment, run_id: str, sensors: dict[str, str | None]) -> int:
+    """Every deferred sensor has a trigger log of the restarted triggerer's job; answers the job id."""
+    job_id = dep.db.latest_job_id("TriggererJob")
+    run_logs = dep.home / "logs" / f"dag_id={EXPORT}" / f"run_id={run_id}" / f"task_id={SENSOR}"
+    missing = [
+        key
+        for key in sensors
+        if not list(
+            (run_logs / f"map_index={key.split('[')[1].rstrip(']')}").glob(
+                f"attempt=*.log.trigger.{job_id}.log"
+            )
+        )
+    ]
+    if job_id is None or missing:
+        raise CheckFailed(
+            f"no trigger log of the restarted triggerer (job {job_id}) for {missing} under {run_logs}"
+        )
+    return job_id
 
 
 def describe_store(folder: Path) -> str:
@@ -466,6 +487,7 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     dep.admin.set_clock(dates.complete_clock)
     dep.start_triggerer()
     wait_for_run(dep, EXPORT, first)
+    results.resumed = check_resumed_by_new_triggerer(dep, first, results.deferred)
     timings.mark(f"{EXPORT} {first} succeeded after the triggerer restart")
     results.count_logins(dep, f"{first} (and {INVENTORY} so far)")
 
@@ -533,6 +555,9 @@ def print_summary(results: Results, timings: Timings, max_logins: int) -> None:
         print(f"run  {dag_id:<32} {run_id:<28} {state}")
     print(f"sensors deferred before the triggerer was killed: {sorted(results.deferred)}")
     print(f"SIGKILLed triggerer group: {results.killed}")
+    print(
+        f"the sensors' triggers resumed by the restarted triggerer (job {results.resumed}): {sorted(results.deferred)}"
+    )
     print(
         f"logins: {results.logins} (target: 1 per token lifetime; with the token store <= {TOKEN_STORE_TARGET}; limit now {max_logins})"
     )

@@ -66,6 +66,11 @@ class MetadataDB:
     def import_errors(self) -> list[tuple[str, str]]:
         return [(str(r[0]), str(r[1])) for r in self.rows("SELECT filename, stacktrace FROM import_error")]
 
+    def latest_job_id(self, job_type: str) -> int | None:
+        """The id of the newest job of ``job_type`` (e.g. ``TriggererJob``)."""
+        found = self.rows("SELECT MAX(id) FROM job WHERE job_type = ?", job_type)
+        return int(found[0][0]) if found and found[0][0] is not None else None
+
     def run_state(self, dag_id: str, run_id: str) -> str | None:
         found = self.rows("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
         return str(found[0][0]) if found else None
