@@ -37,6 +37,8 @@ from airflow_provider_butlr.sensors.butlr import ButlrDataCompleteSensor
 DEFAULT_BASE_PATH = os.environ.get("BUTLR_EXPORT_BASE_PATH") or os.path.join(
     tempfile.gettempdir(), "butlr-exports"
 )
+# How often the completeness sensors poll, seconds (the deployment check shortens it).
+POKE_SECONDS = int(os.environ.get("BUTLR_COMPLETENESS_POKE_SECONDS", "600"))
 # The day to export: the day before the run's logical date (the DAG runs each morning, UTC).
 DAY = "{{ macros.ds_add(ds, -1) }}"
 
@@ -112,7 +114,7 @@ def butlr_daily_occupancy_export() -> None:
         local_day=True,
         day=DAY,
         deferrable=True,
-        poke_interval=10 * 60,
+        poke_interval=POKE_SECONDS,
         timeout=6 * 3600,
         map_index_template="{{ task.timezone }}",
     ).expand_kwargs(completeness_checks(targets))

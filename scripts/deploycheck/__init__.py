@@ -1,0 +1,1 @@
+"""Helpers of ``scripts/deployment_check.py``: processes, Airflow state, scans."""
