@@ -114,15 +114,19 @@ def test_parquet_of_whole_counts_has_an_int64_value_column(butlr_conn: Any, tmp_
 
 def test_parquet_is_written_in_row_groups_while_rows_still_arrive(butlr_conn: Any, fast_hook: Any) -> None:
     emu = butlr_conn
-    rows = fast_hook().iter_reporting_rows(
+    from airflow_provider_butlr.export import run_export
+    from airflow_provider_butlr.reporting import ReportingQuery
+
+    query = ReportingQuery.build(
         "room_occupancy",
-        rooms=list(emu.org.rooms_by_id)[:4],
+        assets={"rooms": list(emu.org.rooms_by_id)[:4]},
         start="2025-11-03T00:00:00Z",
         stop="2025-11-04T00:00:00Z",
         every="15m",
         function="max",
         timezone="UTC",
     )
+    rows = run_export(fast_hook(), query)
     sizes_seen: list[int] = []
 
     class Sink:

@@ -153,9 +153,10 @@ async def test_data_401_is_replayed_once_per_poll_then_waits(butlr_conn: Any) ->
     assert "even after a fresh login" in event["message"]
     polls = event["polls"]
     assert 2 <= polls <= math.ceil(duration / interval)
-    assert butlr_conn.counters.requests(GRAPHQL) == 2 * polls  # request + one replay
+    # request + one replay per poll (the last poll may have been cut by the deadline while in flight)
+    assert 2 * (polls - 1) <= butlr_conn.counters.requests(GRAPHQL) <= 2 * polls
     # a login before the request and a fresh one before the replay (the refused token is dropped)
-    assert butlr_conn.counters.requests(LOGIN) == 2 * polls
+    assert butlr_conn.counters.requests(LOGIN) == butlr_conn.counters.requests(GRAPHQL)
 
 
 async def test_failure_budget_ends_with_one_error_event_and_sleeps_between_failures(butlr_conn: Any) -> None:
