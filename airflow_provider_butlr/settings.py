@@ -23,6 +23,9 @@ from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.retry import RetryPolicy
 
 EXTRA_PREFIX = "extra__butlr__"
+# Where tokens are shared (token_store.py): this process only, this host (default), or every host.
+TOKEN_CACHE_MODES = ("process", "host", "variable")
+DEFAULT_TOKEN_CACHE = "host"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ButlrSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     verify: bool | str = True
+    token_cache: str = DEFAULT_TOKEN_CACHE
+    token_cache_dir: str | None = None
 
     @property
     def secret_fingerprint(self) -> str:
@@ -161,6 +166,27 @@ def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
     )
 
 
+def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, str | None]:
+    """``token_cache`` (process, host or variable) and ``token_cache_dir`` (an absolute path)."""
+    raw_mode = _extra_value(extra, "token_cache")
+    mode = DEFAULT_TOKEN_CACHE if raw_mode is None else str(raw_mode).strip().lower()
+    if mode not in TOKEN_CACHE_MODES:
+        raise ButlrConfigurationError(
+            f"token_cache {raw_mode!r} is not one of {', '.join(TOKEN_CACHE_MODES)} "
+            f"(connection {conn_id}, extra.token_cache)"
+        )
+    raw_dir = _extra_value(extra, "token_cache_dir")
+    if raw_dir is None:
+        return mode, None
+    directory = os.path.expanduser(str(raw_dir).strip())
+    if not os.path.isabs(directory) or "\x00" in directory:
+        raise ButlrConfigurationError(
+            f"token_cache_dir {str(raw_dir)!r} must be an absolute path "
+            f"(connection {conn_id}, extra.token_cache_dir)"
+        )
+    return mode, directory
+
+
 def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
     """Extras arrive as a dict (JSON/UI connection) or a JSON string; anything else is refused."""
     if extra in (None, ""):
@@ -203,6 +229,7 @@ def settings_from_fields(
             f"the {secret_label} is missing (connection {conn_id}, field password, shown as 'Client Secret')"
         )
     audience = str(_extra_value(extra, "audience") or DEFAULT_AUDIENCE).strip()
+    token_cache, token_cache_dir = _token_cache_extras(extra, conn_id)
     return ButlrSettings(
         conn_id=conn_id,
         base_url=normalize_base_url(host, conn_id=conn_id, port=port),
@@ -213,6 +240,8 @@ def settings_from_fields(
         timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, 1, conn_id)),
         max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, 0, conn_id),
         verify=_verify_extra(extra, conn_id),
+        token_cache=token_cache,
+        token_cache_dir=token_cache_dir,
     )
 
 

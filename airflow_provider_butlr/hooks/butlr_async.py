@@ -41,6 +41,7 @@ from airflow_provider_butlr.retry import (
     status_error,
 )
 from airflow_provider_butlr.settings import ButlrSettings, ClientOptions, parse_extra, settings_from_fields
+from airflow_provider_butlr.token_store import store_for
 
 
 class ButlrAsyncHook(BaseHook):
@@ -144,7 +145,9 @@ class ButlrAsyncHook(BaseHook):
     async def aget_token(self) -> str:
         """A valid token from the process-wide cache (shared with the sync hook), else a login."""
         settings = await self.aget_settings()
-        return await TOKEN_CACHE.aget(settings.cache_key, lambda: self._alogin(settings))
+        return await TOKEN_CACHE.aget(
+            settings.cache_key, lambda: self._alogin(settings), store=store_for(settings)
+        )
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
         url, body = login_request(settings)
@@ -198,13 +201,13 @@ class ButlrAsyncHook(BaseHook):
         async def attempt() -> Any:
             response, token = await send()
             if _token_refused(response, endpoint):
-                TOKEN_CACHE.invalidate(settings.cache_key, token)
+                await TOKEN_CACHE.ainvalidate(settings.cache_key, token, store=store_for(settings))
                 self.log.info(
                     "Butlr %s %s refused the token; logging in again and replaying once.", method, endpoint
                 )
                 response, token = await send()
                 if _token_refused(response, endpoint):
-                    TOKEN_CACHE.invalidate(settings.cache_key, token)
+                    await TOKEN_CACHE.ainvalidate(settings.cache_key, token, store=store_for(settings))
                     raise ButlrAuthError(
                         f"Butlr {method} {endpoint} refused the token (HTTP {response.status_code}) even after "
                         f"a fresh login ({error_text(response.text, (settings.secret,))})",
@@ -221,7 +224,7 @@ class ButlrAsyncHook(BaseHook):
                 )
             if response.status_code >= 400:
                 if response.status_code == 403:  # a token Butlr refuses must not stay cached (no replay)
-                    TOKEN_CACHE.invalidate(settings.cache_key, token)
+                    await TOKEN_CACHE.ainvalidate(settings.cache_key, token, store=store_for(settings))
                 raise status_error(
                     response.status_code,
                     error_text(response.text, (settings.secret,)),
