@@ -296,3 +296,49 @@ def test_token_cache_extras_choose_the_store(tmp_path: Path) -> None:
     assert isinstance(store(token_cache="VARIABLE"), VariableStore)
     assert store(token_cache_dir=str(tmp_path)).directory == tmp_path
     assert json.loads(json.dumps({"token_cache": "host"}))  # the extra is plain JSON
+
+
+def test_twenty_threads_that_see_a_revoked_token_replay_on_one_new_login(butlr_conn: Any) -> None:
+    """A thread must never take a refused token back from the store (or from a racing thread)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_provider_butlr.exceptions import ButlrError
+
+    hook = ButlrHook()
+    hook.graphql(SITES)
+    start = threading.Barrier(20)
+    failures: list[str] = []
+
+    def call(_: int) -> None:
+        start.wait()
+        try:
+            hook.graphql(SITES)
+        except ButlrError as err:
+            failures.append(str(err))
+
+    for _ in range(3):
+        butlr_conn.revoke_all_tokens()
+        logins = butlr_conn.counters.logins
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(call, range(20)))
+        assert failures == []
+        assert butlr_conn.counters.logins == logins + 1
+
+
+async def test_the_trigger_uses_the_token_a_task_process_stored(butlr_conn: Any) -> None:
+    """The triggerer is another process: it finds the task's token in the host store, no login."""
+    from airflow_provider_butlr.triggers.butlr import ButlrTrigger
+
+    ButlrHook().graphql(SITES)
+    TOKEN_CACHE.clear(stores=False)  # the triggerer's memory is empty; the store on disk is not
+    plan = {
+        "requests": [{"endpoint": "/api/v3/graphql", "json": {"query": SITES}}],
+        "conditions": [{"type": "value_at", "path": "data.sites.data.0.id", "op": "!=", "value": None}],
+    }
+    import time
+
+    trigger = ButlrTrigger(plan=plan, deadline=time.time() + 10, poll_interval=0.1)
+    events = [event.payload async for event in trigger.run()]
+    assert [e["status"] for e in events] == ["success"]
+    assert butlr_conn.counters.logins == 1
