@@ -1,7 +1,8 @@
-"""Access tokens: the two grants, expiry, and the process-wide token cache.
+"""Access tokens: the two grants, the login answer, expiry rules, and the process-wide token cache.
 
 Request building and response interpretation are shared by the sync hook (requests) and the async
-trigger (httpx); only the transport differs.
+trigger (httpx); only the transport differs. The cache can be backed by a store shared across
+processes (``token_store.py``); the hooks pass ``store=store_for(settings)``.
 """
 
 from __future__ import annotations
@@ -331,10 +332,12 @@ class TokenCache:
     ) -> AccessToken:
         shared = store.load(key)
         if (usable := self._usable(key, shared, clock())) is not None:
+            mask_token(usable.value)  # another process's login: this process's masker must know it
             return usable
         with store.lock(key):
             shared = store.load(key)  # another process may have logged in while we waited
             if (usable := self._usable(key, shared, clock())) is not None:
+                mask_token(usable.value)
                 return usable
             self._check_login_allowed(key, clock(), shared)
             token = self._logged_in(key, login())
@@ -375,10 +378,12 @@ class TokenCache:
     ) -> AccessToken:
         shared = await asyncio.to_thread(store.load, key)
         if (usable := self._usable(key, shared, clock())) is not None:
+            await amask_token(usable.value)  # another process's login: this process's masker must know it
             return usable
         async with store.alock(key):
             shared = await asyncio.to_thread(store.load, key)
             if (usable := self._usable(key, shared, clock())) is not None:
+                await amask_token(usable.value)
                 return usable
             self._check_login_allowed(key, clock(), shared)
             token = self._logged_in(key, await login())

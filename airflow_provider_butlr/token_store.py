@@ -192,7 +192,7 @@ class HostStore:
 
     def _private_dir(self) -> Path | None:
         """The directory, created 0700; None (said once) when it is not ours alone."""
-        if self._dir_checked:
+        if self._dir_checked and self.directory.is_dir():  # checked again if someone removed it
             return self.directory
         with self._dir_lock:
             try:
@@ -243,7 +243,7 @@ class HostStore:
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(blob)
-                os.replace(tmp, path)
+                os.rename(tmp, path)  # POSIX (as flock): replaces the old record atomically
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)

@@ -342,3 +342,29 @@ async def test_the_trigger_uses_the_token_a_task_process_stored(butlr_conn: Any)
     events = [event.payload async for event in trigger.run()]
     assert [e["status"] for e in events] == ["success"]
     assert butlr_conn.counters.logins == 1
+
+
+def test_a_token_taken_from_the_store_is_masked_in_this_process(butlr_conn: Any) -> None:
+    """The process that logged in masked the token; one that reuses it from the store must too."""
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # Airflow < 3.2
+        from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore[no-redef]
+    from airflow_provider_butlr import auth
+
+    ButlrHook().graphql(SITES)
+    token = butlr_conn.issued_tokens[0]
+    TOKEN_CACHE.clear(stores=False)
+    adopted: list[str] = []
+    real_mask = auth.mask_token
+
+    def recording_mask(value: str) -> None:
+        adopted.append(value)
+        real_mask(value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "mask_token", recording_mask)
+        ButlrHook().graphql(SITES)
+    assert adopted == [token]
+    assert token not in str(redact(f"Bearer {token}"))
+    assert butlr_conn.counters.logins == 1
