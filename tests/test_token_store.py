@@ -368,3 +368,43 @@ def test_a_token_taken_from_the_store_is_masked_in_this_process(butlr_conn: Any)
     assert adopted == [token]
     assert token not in str(redact(f"Bearer {token}"))
     assert butlr_conn.counters.logins == 1
+
+
+async def test_waiting_for_another_process_login_does_not_block_the_event_loop(butlr_conn: Any) -> None:
+    """While another process holds the key's lock, the async hook waits with asyncio.sleep: the loop
+    keeps running other coroutines, and the token that process stores is used without a login."""
+    import asyncio
+    import fcntl
+    import time
+
+    async with ButlrAsyncHook() as hook:
+        settings = await hook.aget_settings()
+        store = store_for(settings)
+        assert isinstance(store, HostStore)
+        from airflow_provider_butlr.token_store import key_digest
+
+        store.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_path = store.directory / f"{key_digest(settings.cache_key)}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another process" is logging in
+        ticks = 0
+
+        async def other_work() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(other_work())
+        waiting = asyncio.create_task(hook.aget_token())
+        while ticks < 5:  # the loop runs while aget_token waits for the lock
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        stored = AccessToken(
+            "tok-from-another-process", obtained_at=time.time(), expires_at=time.time() + 3600
+        )
+        store.save(settings.cache_key, stored)
+        os.close(fd)  # the other process is done
+        assert await waiting == "tok-from-another-process"
+        ticker.cancel()
+    assert butlr_conn.counters.logins == 0
