@@ -32,11 +32,11 @@ def _digest(token: str) -> str:
 
 
 def _child(inbox: Any, go: Any, revoked: Any, results: Any, use_async: bool) -> None:
-    """One "task process": resolves its connection, waits for the common start, uses a hook."""
+    """One "task process": takes its environment, waits for the common start, uses a hook."""
     try:
-        os.environ["AIRFLOW_CONN_BUTLR_DEFAULT"] = inbox.get(timeout=60)
-        first = _use_hook(use_async) if go.wait(60) else None
-        second = _use_hook(use_async) if revoked.wait(60) else None
+        os.environ.update(inbox.get(timeout=120))
+        first = _use_hook(use_async) if go.wait(120) else None
+        second = _use_hook(use_async) if revoked.wait(120) else None
         results.put(("ok", first, second))
     except BaseException as err:  # the parent reports it
         results.put(("error", f"{type(err).__name__}: {err}", None))
@@ -59,10 +59,15 @@ def _use_hook(use_async: bool) -> str:
 
 
 class Fleet:
-    """``PROCESSES`` forked processes, half of them on the async hook, started together."""
+    """``PROCESSES`` processes, half of them on the async hook, started together.
+
+    They fork from a fork server that imported this module once: cheap to start, and no thread (or lock
+    held by one) of the pytest process is inherited. Their environment comes through ``inbox``.
+    """
 
     def __init__(self, count: int) -> None:
-        ctx = multiprocessing.get_context("fork")  # forked before any emulator thread exists
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
         self.inbox, self.results = ctx.Queue(), ctx.Queue()
         self.go, self.revoked = ctx.Event(), ctx.Event()
         self.processes = [
@@ -97,8 +102,13 @@ def test_fifty_processes_starting_at_once_log_in_once_then_a_revoked_token_costs
     fleet: Fleet, tmp_path: Path
 ) -> None:
     with ButlrEmulator(port=0, client_secret=TEST_CLIENT_SECRET) as emu:
+        environment = {
+            "AIRFLOW_CONN_BUTLR_DEFAULT": connection_json(emu),
+            "BUTLR_TOKEN_CACHE_DIR": os.environ["BUTLR_TOKEN_CACHE_DIR"],
+            "AIRFLOW__CORE__FERNET_KEY": os.environ["AIRFLOW__CORE__FERNET_KEY"],
+        }
         for _ in fleet.processes:
-            fleet.inbox.put(connection_json(emu))
+            fleet.inbox.put(environment)
         fleet.go.set()  # every process starts its hook at the same instant
         # all of them in flight before the revocation: wait for the 50 data calls
         _wait_for(lambda: emu.counters.requests("/api/v3/graphql") >= PROCESSES)
