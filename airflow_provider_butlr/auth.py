@@ -11,13 +11,14 @@ import asyncio
 import base64
 import collections
 import json
+import logging
 import math
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_butlr.exceptions import ButlrAuthError
 from airflow_provider_butlr.retry import RETRYABLE_STATUSES, TransientHTTPError, parse_retry_after
@@ -37,8 +38,11 @@ MIN_TOKEN_USE = 1.0  # a token whose schedule leaves less than this arrived (nea
 STALE_TOKEN_COOLDOWN = 5.0  # a stale token is used this long, and no second login happens meanwhile
 MAX_TOKEN_LENGTH = 16 * 1024  # an HTTP header line, not a payload
 MAX_ERROR_TEXT = 300
+STORE_CALL_TIMEOUT = 30.0  # longest wait for one call to a token store from the event loop
 
 CacheKey = tuple[str, ...]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def refresh_margin(lifetime: float) -> float:
@@ -376,18 +380,18 @@ class TokenCache:
         clock: Callable[[], float],
         store: TokenStore,
     ) -> AccessToken:
-        shared = await asyncio.to_thread(store.load, key)
+        shared = await _off_loop(store.load, key)
         if (usable := self._usable(key, shared, clock())) is not None:
             await amask_token(usable.value)  # another process's login: this process's masker must know it
             return usable
         async with store.alock(key):
-            shared = await asyncio.to_thread(store.load, key)
+            shared = await _off_loop(store.load, key)
             if (usable := self._usable(key, shared, clock())) is not None:
                 await amask_token(usable.value)
                 return usable
             self._check_login_allowed(key, clock(), shared)
             token = self._logged_in(key, await login())
-            await asyncio.to_thread(store.save, key, token)
+            await _off_loop(store.save, key, token)
             return token
 
     def _async_lock(self, key: CacheKey, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
@@ -435,7 +439,7 @@ class TokenCache:
         """:meth:`invalidate` for the event loop (the store's file work runs in a thread)."""
         token_value = self._drop(key, token_value)
         if store is not None and token_value is not None:
-            await asyncio.to_thread(store.discard, key, token_value)
+            await _off_loop(store.discard, key, token_value)
 
     def clear(self, *, stores: bool = True) -> None:
         """Forget every token of this process (tests, benchmarks); with ``stores``, also every token in
@@ -449,6 +453,19 @@ class TokenCache:
                 self._stores.clear()
         for store in used:
             store.clear()
+
+
+async def _off_loop(call: Callable[..., T], *args: Any) -> T | None:
+    """Run a store call in a thread, bounded: a store that hangs (a stuck network filesystem, a
+    Variable call the triggerer cannot serve) is a miss after ``STORE_CALL_TIMEOUT``, never a stuck
+    trigger."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call, *args), STORE_CALL_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.warning(
+            "The Butlr token store did not answer within %.0f s; going on without it.", STORE_CALL_TIMEOUT
+        )
+        return None
 
 
 def _loop_gone(ref: weakref.ref[asyncio.AbstractEventLoop]) -> bool:
