@@ -226,10 +226,10 @@ class HostStore:
             return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as file:
+                blob = file.read(64 * 1024)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as file:
-            blob = file.read(64 * 1024)
         return unseal(fernet, key, blob)
 
     def save(self, key: CacheKey, token: AccessToken) -> None:
