@@ -103,6 +103,7 @@ class Topology:
         self.site_by_id: dict[str, dict[str, Any]] = {s["id"]: s for s in self.sites}
         self.buildings: dict[str, dict[str, Any]] = {}
         self.assets: dict[str, Asset] = {}
+        self._warned_no_timezone: set[str] = set()  # one warning per site and topology (i.e. per task)
         for site in self.sites:
             for building in _list(site.get("buildings")):
                 self.buildings[building["id"]] = {**building, "site_id": site["id"]}
@@ -139,7 +140,9 @@ class Topology:
             raise ButlrConfigurationError(f"site {site_id!r} is not in the topology this connection can see")
         tz = site.get("timezone")
         if not tz:
-            log.warning("Site %s (%s) has no timezone in Butlr; using UTC.", site_id, site.get("name"))
+            if site_id not in self._warned_no_timezone:
+                self._warned_no_timezone.add(site_id)
+                log.warning("Site %s (%s) has no timezone in Butlr; using UTC.", site_id, site.get("name"))
             return "UTC"
         return str(tz)
 

@@ -27,6 +27,9 @@ from airflow_provider_butlr.scrub import remember_secret
 EXTRA_PREFIX = "extra__butlr__"
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # one answer; larger ones fail naming the endpoint
 MIN_RESPONSE_BYTES = 1024
+# Where tokens are shared (token_store.py): this process only, this host (default), or every host.
+TOKEN_CACHE_MODES = ("process", "host", "variable")
+DEFAULT_TOKEN_CACHE = "host"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class ButlrSettings:
     verify: bool | str = True
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_requests_per_minute: int | None = None  # client-side rate limit shared by the process (off)
+    token_cache: str = DEFAULT_TOKEN_CACHE
+    token_cache_dir: str | None = None
 
     @property
     def secret_fingerprint(self) -> str:
@@ -191,6 +196,27 @@ def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
     )
 
 
+def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, str | None]:
+    """``token_cache`` (process, host or variable) and ``token_cache_dir`` (an absolute path)."""
+    raw_mode = _extra_value(extra, "token_cache")
+    mode = DEFAULT_TOKEN_CACHE if raw_mode is None else str(raw_mode).strip().lower()
+    if mode not in TOKEN_CACHE_MODES:
+        raise ButlrConfigurationError(
+            f"token_cache {raw_mode!r} is not one of {', '.join(TOKEN_CACHE_MODES)} "
+            f"(connection {conn_id}, extra.token_cache)"
+        )
+    raw_dir = _extra_value(extra, "token_cache_dir")
+    if raw_dir is None:
+        return mode, None
+    directory = os.path.expanduser(str(raw_dir).strip())
+    if not os.path.isabs(directory) or "\x00" in directory:
+        raise ButlrConfigurationError(
+            f"token_cache_dir {str(raw_dir)!r} must be an absolute path "
+            f"(connection {conn_id}, extra.token_cache_dir)"
+        )
+    return mode, directory
+
+
 def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
     """Extras arrive as a dict (JSON/UI connection) or a JSON string; anything else is refused."""
     if extra in (None, ""):
@@ -234,6 +260,7 @@ def settings_from_fields(
         )
     remember_secret(str(password))  # scrubbed from every text from now on, whatever echoes it
     audience = str(_extra_value(extra, "audience") or DEFAULT_AUDIENCE).strip()
+    token_cache, token_cache_dir = _token_cache_extras(extra, conn_id)
     return ButlrSettings(
         conn_id=conn_id,
         base_url=normalize_base_url(host, conn_id=conn_id, port=port),
@@ -248,6 +275,8 @@ def settings_from_fields(
             extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES, conn_id
         ),
         max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, 0, conn_id) or None,
+        token_cache=token_cache,
+        token_cache_dir=token_cache_dir,
     )
 
 

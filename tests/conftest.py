@@ -18,16 +18,26 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="butlr-airflow-hom
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "example_dags"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# A Fernet key, so that the suite runs the default token store (token_cache=host) as deployments do;
+# tests of the no-key fallback unset it. The store's directory is per test (_fresh_token_cache below);
+# this session-wide one only serves module- and session-scoped fixtures.
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "pFJ0hM4nV7-9sOq1tkUMiU0XyFqGgGMpXyQ2VwWQ6kM=")
+os.environ.setdefault("BUTLR_TOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="butlr-token-cache-"))
 
 # A distinctive secret: secret-hygiene tests grep everything for it.
 TEST_CLIENT_SECRET = "tst-secret-Zq8vX3kP9wLm2Rt7"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_cache() -> Iterator[None]:
-    """Each test starts without cached tokens (the cache is process-wide by design)."""
+def _fresh_token_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Each test starts without cached tokens: the process cache is cleared, and the host token store
+    (``BUTLR_TOKEN_CACHE_DIR``) is a new directory per test, so tests never share tokens through files.
+    Processes a test starts inherit the variable, hence the same store."""
     from airflow_provider_butlr.auth import TOKEN_CACHE
 
+    monkeypatch.setenv("BUTLR_TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("butlr-tokens")))
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()

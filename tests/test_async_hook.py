@@ -322,12 +322,12 @@ def test_async_login_locks_go_away_with_their_event_loop() -> None:
 
     async def login() -> AccessToken:
         await asyncio.sleep(0)
-        return AccessToken(f"token-{next(logins)}", obtained_at=0.0, expires_at=1.0)
+        return AccessToken(f"token-{next(logins)}", obtained_at=0.0, expires_at=100.0)
 
     async def two_at_once() -> list[str]:  # contended: both wait on the loop's lock
-        return list(await asyncio.gather(*(cache.aget(("k",), login, clock=lambda: 0.95) for _ in range(2))))
+        return list(await asyncio.gather(*(cache.aget(("k",), login, clock=lambda: 95.0) for _ in range(2))))
 
     for _ in range(3):
-        assert len(set(asyncio.run(two_at_once()))) == 2  # stale at 0.95: each call logs in, in turn
+        assert len(set(asyncio.run(two_at_once()))) == 2  # due at 95: each call logs in, in turn
         gc.collect()
         assert len(cache._async_locks) == 1  # only the last loop's lock: closed loops' are dropped

@@ -223,3 +223,17 @@ def test_stale_heartbeats_count_as_offline_when_asked_and_scope_by_floor() -> No
         "offline_share": 0.0,
         "placeholders_excluded": 0,
     }
+
+
+def test_a_site_without_timezone_is_warned_about_once_per_topology(caplog: pytest.LogCaptureFixture) -> None:
+    topo = tree()
+    with caplog.at_level("WARNING", logger="airflow_provider_butlr.queries"):
+        for _ in range(52):
+            assert topo.timezone_of("zone_9") == "UTC"
+        assert topo.site_timezone("site_x") == "UTC"
+    warnings = [r for r in caplog.records if "has no timezone in Butlr" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "site_x" in warnings[0].getMessage()
+    with caplog.at_level("WARNING", logger="airflow_provider_butlr.queries"):
+        tree().timezone_of("zone_9")  # a new topology (a new task) warns again
+    assert len([r for r in caplog.records if "has no timezone in Butlr" in r.getMessage()]) == 2

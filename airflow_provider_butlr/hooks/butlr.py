@@ -57,6 +57,7 @@ from airflow_provider_butlr.reporting import (
 )
 from airflow_provider_butlr.retry import RetryPolicy, describe
 from airflow_provider_butlr.settings import ButlrSettings, origin_of, settings_from_connection
+from airflow_provider_butlr.token_store import store_for
 
 if TYPE_CHECKING:  # requests is imported on the first request: DAG files that only build operators skip it
     import requests
@@ -126,11 +127,13 @@ class ButlrHook(ButlrBaseHook):
     def get_token(self) -> str:
         """A valid access token: from the process-wide cache, or a new login."""
         settings = self.settings
-        return TOKEN_CACHE.get(settings.cache_key, lambda: self._login(settings, self.retry_policy))
+        return TOKEN_CACHE.get(
+            settings.cache_key, lambda: self._login(settings, self.retry_policy), store=store_for(settings)
+        )
 
     def invalidate_token(self, token: str | None = None) -> None:
         """Forget the cached token (only ``token``, if given and still cached)."""
-        TOKEN_CACHE.invalidate(self.settings.cache_key, token)
+        TOKEN_CACHE.invalidate(self.settings.cache_key, token, store=store_for(self.settings))
 
     def _login(
         self, settings: ButlrSettings, policy: RetryPolicy, timeout: float | None = None
@@ -287,7 +290,8 @@ class ButlrHook(ButlrBaseHook):
                 max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
             )
             timeout = min(self.timeout, TEST_CONNECTION_TIMEOUT)
-            TOKEN_CACHE.put(settings.cache_key, self._login(settings, quick, timeout=timeout))
+            token = self._login(settings, quick, timeout=timeout)
+            TOKEN_CACHE.put(settings.cache_key, token, store=store_for(settings))
             data = self.graphql(TEST_CONNECTION_QUERY, policy=quick, timeout=timeout)
             sites = ((data or {}).get("sites") or {}).get("data") or []
             return True, (

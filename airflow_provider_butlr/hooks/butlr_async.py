@@ -40,6 +40,7 @@ from airflow_provider_butlr.exchange import (
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
+from airflow_provider_butlr.token_store import store_for
 
 
 class ButlrAsyncHook(ButlrBaseHook):
@@ -99,7 +100,9 @@ class ButlrAsyncHook(ButlrBaseHook):
     async def aget_token(self) -> str:
         """A valid token from the process-wide cache (shared with the sync hook), else a login."""
         settings = await self.aget_settings()
-        return await TOKEN_CACHE.aget(settings.cache_key, lambda: self._alogin(settings))
+        return await TOKEN_CACHE.aget(
+            settings.cache_key, lambda: self._alogin(settings), store=store_for(settings)
+        )
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
         timeout = self.options.timeout_for(settings)
@@ -121,7 +124,8 @@ class ButlrAsyncHook(ButlrBaseHook):
         if step is NEED_TOKEN:
             return await self.aget_token()
         if isinstance(step, DropToken):
-            TOKEN_CACHE.invalidate((await self.aget_settings()).cache_key, step.token)
+            settings = await self.aget_settings()
+            await TOKEN_CACHE.ainvalidate(settings.cache_key, step.token, store=store_for(settings))
             return None
         assert isinstance(step, Outgoing)
         settings = await self.aget_settings()
