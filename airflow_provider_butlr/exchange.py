@@ -19,7 +19,7 @@ import json as jsonlib
 import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeVar
+from typing import Any, NoReturn, TypedDict, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import tenacity
@@ -527,6 +527,16 @@ def _final_error(
     )
 
 
+def _raise_final(
+    exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
+) -> NoReturn:
+    """Re-raise a final failure as the ButlrError that describes it (chained to the cause)."""
+    error = _final_error(exc, retrying, policy, label)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
 def with_retries(
     attempt: Callable[[], T], policy: RetryPolicy, method: str, endpoint: str, base_url: str
 ) -> T:
@@ -535,10 +545,7 @@ def with_retries(
     try:
         return retrying(attempt)
     except Exception as exc:
-        error = _final_error(exc, retrying, policy, (method, endpoint, base_url))
-        if error is exc:
-            raise
-        raise error from exc
+        _raise_final(exc, retrying, policy, (method, endpoint, base_url))
 
 
 async def awith_retries(
@@ -553,7 +560,4 @@ async def awith_retries(
     try:
         return await retrying(run_attempt)
     except Exception as exc:
-        error = _final_error(exc, retrying, policy, (method, endpoint, base_url))
-        if error is exc:
-            raise
-        raise error from exc
+        _raise_final(exc, retrying, policy, (method, endpoint, base_url))

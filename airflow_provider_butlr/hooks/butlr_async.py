@@ -16,27 +16,9 @@ from typing import Any
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
+from airflow_provider_butlr import exchange
 from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
-from airflow_provider_butlr.exchange import (
-    GRAPHQL_PATH,
-    NEED_TOKEN,
-    READ_CHUNK,
-    Answer,
-    BodyReader,
-    DropToken,
-    Outgoing,
-    Step,
-    adrive,
-    authorised_flow,
-    awith_retries,
-    graphql_body,
-    graphql_data,
-    limiter,
-    login_endpoint,
-    login_flow,
-    make_call,
-    pace_after,
-)
+from airflow_provider_butlr.exchange import NEED_TOKEN, Answer, DropToken, Outgoing, Step
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
@@ -106,11 +88,11 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
         timeout = self.options.timeout_for(settings)
-        token: AccessToken = await awith_retries(
-            lambda: adrive(login_flow(settings, time.time, timeout), self._aperform),
+        token: AccessToken = await exchange.awith_retries(
+            lambda: exchange.adrive(exchange.login_flow(settings, time.time, timeout), self._aperform),
             self.options.retry_policy_for(settings),
             "POST",
-            login_endpoint(settings),
+            exchange.login_endpoint(settings),
             settings.base_url,
         )
         await amask_token(token.value)
@@ -130,11 +112,11 @@ class ButlrAsyncHook(ButlrBaseHook):
         assert isinstance(step, Outgoing)
         settings = await self.aget_settings()
         seconds = step.timeout or self.options.timeout_for(settings)
-        rate = limiter(settings)
+        rate = exchange.limiter(settings)
         if rate is not None:
             await rate.aacquire()
         try:  # a total deadline: connect, headers and body
-            return pace_after(await asyncio.wait_for(self._atransmit(step, seconds), seconds), rate)
+            return exchange.pace_after(await asyncio.wait_for(self._atransmit(step, seconds), seconds), rate)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(seconds) from None
 
@@ -148,8 +130,8 @@ class ButlrAsyncHook(ButlrBaseHook):
         )
         response = await client.send(request, stream=True)
         try:
-            reader = BodyReader(response.status_code, out.url, limit, loop.time() + seconds, seconds)
-            async for chunk in response.aiter_bytes(READ_CHUNK):
+            reader = exchange.BodyReader(response.status_code, out.url, limit, loop.time() + seconds, seconds)
+            async for chunk in response.aiter_bytes(exchange.READ_CHUNK):
                 if not reader.feed(chunk, loop.time()):
                     break
         finally:
@@ -169,9 +151,9 @@ class ButlrAsyncHook(ButlrBaseHook):
         """Send an authenticated request and return its JSON body: ``ButlrHook.request_json``'s rules."""
         settings = await self.aget_settings()
         self._require_client()
-        call = make_call(settings, method, path, json=json, params=params)
-        outcome = await awith_retries(
-            lambda: adrive(authorised_flow(call, settings), self._aperform),
+        call = exchange.make_call(settings, method, path, json=json, params=params)
+        outcome = await exchange.awith_retries(
+            lambda: exchange.adrive(exchange.authorised_flow(call, settings), self._aperform),
             self.options.retry_policy_for(settings),
             call.method,
             call.endpoint,
@@ -184,9 +166,9 @@ class ButlrAsyncHook(ButlrBaseHook):
     ) -> Any:
         """Run a GraphQL query; return ``data``. Any ``errors`` entry raises ButlrGraphQLError."""
         payload = await self.arequest_json(
-            "POST", GRAPHQL_PATH, json=graphql_body(query, variables, operation_name)
+            "POST", exchange.GRAPHQL_PATH, json=exchange.graphql_body(query, variables, operation_name)
         )
-        return graphql_data(payload, await self.aget_settings())
+        return exchange.graphql_data(payload, await self.aget_settings())
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
