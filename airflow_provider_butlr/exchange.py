@@ -43,7 +43,7 @@ from airflow_provider_butlr.retry import (
     parse_retry_after,
     status_error,
 )
-from airflow_provider_butlr.scrub import scrub, scrub_json
+from airflow_provider_butlr.scrub import cut_tail, scrub, scrub_json
 from airflow_provider_butlr.settings import ButlrSettings, origin_of
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class BodyReader:
         self.seconds = seconds
         self._parts: list[bytes] = []
         self._size = 0
+        self.truncated = False
 
     def feed(self, chunk: bytes, now: float) -> bool:
         """Add a chunk; False once an error body has enough (stop reading). Raises past the limits."""
@@ -174,6 +175,7 @@ class BodyReader:
             if self.error:
                 self._parts.append(chunk[:room])
                 self._size = self.limit
+                self.truncated = True
                 return False
             raise ButlrDataError(
                 f"Butlr answer from {urlsplit(self.url).path} is larger than max_response_bytes="
@@ -184,7 +186,9 @@ class BodyReader:
         return True
 
     def body(self) -> bytes:
-        return b"".join(self._parts)
+        """What was read; a cut error body loses its tail, where a secret could straddle the cut."""
+        body = b"".join(self._parts)
+        return cut_tail(body) if self.truncated else body
 
 
 # --- URLs ------------------------------------------------------------------------------------------
