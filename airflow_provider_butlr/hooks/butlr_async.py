@@ -6,6 +6,7 @@ It supplies tokens and moves bytes with httpx; every rule about answers lives in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import time
@@ -19,7 +20,9 @@ from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
 from airflow_provider_butlr.exchange import (
     GRAPHQL_PATH,
     NEED_TOKEN,
+    READ_CHUNK,
     Answer,
+    BodyReader,
     DropToken,
     Outgoing,
     Step,
@@ -33,6 +36,7 @@ from airflow_provider_butlr.exchange import (
     make_call,
 )
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 
 
@@ -118,17 +122,25 @@ class ButlrAsyncHook(ButlrBaseHook):
             TOKEN_CACHE.invalidate((await self.aget_settings()).cache_key, step.token)
             return None
         assert isinstance(step, Outgoing)
-        response = await self._require_client().request(
-            step.method,
-            step.url,
-            json=step.json,
-            params=step.params,
-            headers=dict(step.headers),
-            timeout=step.timeout or httpx.USE_CLIENT_DEFAULT,
+        settings = await self.aget_settings()
+        seconds = step.timeout or self.options.timeout_for(settings)
+        try:  # a total deadline: httpx's timeouts bound each read, not a trickling answer
+            return await asyncio.wait_for(self._atransmit(step, settings, seconds), seconds)
+        except TimeoutError as err:  # asyncio's, since Python 3.11
+            raise DeadlineExceeded(seconds) from err
+
+    async def _atransmit(self, out: Outgoing, settings: ButlrSettings, seconds: float) -> Answer:
+        """Send one request; stream the answer into the size cap (the sync hook's rule)."""
+        deadline = time.monotonic() + seconds
+        request = self._require_client().stream(
+            out.method, out.url, json=out.json, params=out.params, headers=dict(out.headers), timeout=seconds
         )
-        return Answer(
-            response.status_code, response.headers, response.content, str(response.url), raw=response
-        )
+        async with request as response:
+            reader = BodyReader(response.status_code, out.url, settings.max_response_bytes, deadline, seconds)
+            async for chunk in response.aiter_bytes(READ_CHUNK):
+                if not reader.feed(chunk, time.monotonic()):
+                    break
+        return Answer(response.status_code, response.headers, reader.body(), str(response.url), raw=response)
 
     # --- requests ------------------------------------------------------------------------------
 
