@@ -245,12 +245,51 @@ def make_call(
 # --- decoding and classification -------------------------------------------------------------------
 
 
+MAX_JSON_DEPTH = 128  # Butlr answers nest a dozen levels; deeper ones would exhaust the recursion
+# limit in whatever walks them next (scrubbing, XCom serialisation, conditions)
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH` levels."""
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` levels (iterative: any depth is safe to ask)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
 def decode_json(body: bytes | str) -> Any:
-    """JSON from a body; ValueError for anything that is not JSON (deep nesting included)."""
+    """JSON from a body; ValueError for anything that is not JSON, JSONTooDeep past the depth limit."""
     try:
-        return jsonlib.loads(body)
+        value = jsonlib.loads(body)
     except RecursionError as err:
-        raise ValueError("JSON nested too deeply") from err
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from err
+    raw = body.encode() if isinstance(body, str) else body
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > MAX_JSON_DEPTH and _nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def readable_text(answer: Answer) -> str:
+    """The body as text for error messages; a placeholder when it is JSON too deep to walk safely."""
+    try:
+        decode_json(answer.body)
+    except JSONTooDeep as err:
+        return f"(an answer with {err})"
+    except ValueError:
+        pass
+    return answer.text
 
 
 def _try_json(body: bytes) -> Any:
@@ -282,7 +321,7 @@ def _token_refused(call: Call, answer: Answer) -> bool:
 
 def answer_detail(answer: Answer, settings: ButlrSettings) -> str:
     """Butlr's error text from an answer: scrubbed, short, one line."""
-    return error_text(answer.text, (settings.secret,))
+    return error_text(readable_text(answer), (settings.secret,))
 
 
 def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
@@ -309,6 +348,8 @@ def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
         return Outcome(answer)
     try:
         return Outcome(answer, decode_json(answer.body))
+    except JSONTooDeep as err:
+        raise TransientDataError(f"{err} in a {status} answer") from err
     except ValueError as err:
         raise TransientDataError(f"malformed JSON in a {status} answer") from err
 
@@ -390,7 +431,7 @@ def login_flow(settings: ButlrSettings, now: Callable[[], float], timeout: float
     return token_from_login_response(
         settings,
         status=answer.status,
-        body=answer.text,
+        body=readable_text(answer),
         retry_after_header=answer.headers.get("Retry-After"),
         now=now(),
     )

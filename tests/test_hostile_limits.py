@@ -25,7 +25,6 @@ from tests.hostile import (
     QUICK,
     Driver,
     HostileApi,
-    Request,
     hostile_api,
     outcome,
     use_connection,
@@ -136,7 +135,9 @@ def test_an_oversized_error_body_is_read_only_in_part(
 
 
 @DRIVERS
-def test_a_body_under_the_cap_is_read_whole(api: HostileApi, call: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_body_under_the_cap_is_read_whole(
+    api: HostileApi, call: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_connection(monkeypatch, api, max_response_bytes=CAP)
     payload = b'{"data": [' + b",".join(b"%d" % i for i in range(200000)) + b"]}"
     api.script = lambda request: request.reply(200, payload)
