@@ -120,6 +120,15 @@ class Request:
 Script = Callable[[Request], None]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up on a hostile answer is expected: no traceback on stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 @dataclass
 class HostileApi:
     """A Butlr look-alike: logs in with its own token; ``script`` answers every other request."""
@@ -157,8 +166,7 @@ class HostileApi:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((self.host, 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer((self.host, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
