@@ -45,7 +45,7 @@ from airflow_provider_butlr.retry import (
     parse_retry_after,
     status_error,
 )
-from airflow_provider_butlr.scrub import scrub, scrub_json
+from airflow_provider_butlr.scrub import cut_tail, scrub, scrub_json
 from airflow_provider_butlr.settings import ButlrSettings, origin_of
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,7 @@ class BodyReader:
         self.seconds = seconds
         self._parts: list[bytes] = []
         self._size = 0
+        self.truncated = False
 
     def feed(self, chunk: bytes, now: float) -> bool:
         """Add a chunk; False once an error body has enough (stop reading). Raises past the limits."""
@@ -188,6 +189,7 @@ class BodyReader:
             if self.error:
                 self._parts.append(chunk[:room])
                 self._size = self.limit
+                self.truncated = True
                 return False
             raise ButlrDataError(
                 f"Butlr answer from {urlsplit(self.url).path} is larger than max_response_bytes="
@@ -198,7 +200,9 @@ class BodyReader:
         return True
 
     def body(self) -> bytes:
-        return b"".join(self._parts)
+        """What was read; a cut error body loses its tail, where a secret could straddle the cut."""
+        body = b"".join(self._parts)
+        return cut_tail(body) if self.truncated else body
 
 
 # --- pacing ---------------------------------------------------------------------------------------------
@@ -299,12 +303,58 @@ def _json_decoder() -> Callable[[bytes | str], Any]:
 _decode = _json_decoder()
 
 
+MAX_JSON_DEPTH = 128  # Butlr answers nest a dozen levels; deeper ones would exhaust the recursion
+# limit in whatever walks them next (scrubbing, XCom serialisation, conditions)
+
+
+# Walking a decoded answer costs as much as decoding it: only answers up to this size are walked (a
+# deeply nested hostile answer is small); reporting rows are flattened with their own guard.
+DEPTH_CHECK_MAX_BYTES = 1024 * 1024
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH` levels."""
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` levels (iterative: any depth is safe to ask)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
 def decode_json(body: bytes | str) -> Any:
-    """JSON from a body; ValueError for anything that is not JSON (deep nesting included)."""
+    """JSON from a body; ValueError for anything that is not JSON, JSONTooDeep past the depth limit."""
     try:
-        return _decode(body)
+        value = _decode(body)
     except RecursionError as err:
-        raise ValueError("JSON nested too deeply") from err
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from err
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > DEPTH_CHECK_MAX_BYTES:  # large data answers: their readers guard recursion themselves
+        return value
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > MAX_JSON_DEPTH and _nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def readable_text(answer: Answer) -> str:
+    """The body as text for error messages; a placeholder when it is JSON too deep to walk safely."""
+    try:
+        decode_json(answer.body)
+    except JSONTooDeep as err:
+        return f"(an answer with {err})"
+    except ValueError:
+        pass
+    return answer.text
 
 
 def _try_json(body: bytes) -> Any:
@@ -336,7 +386,7 @@ def _token_refused(call: Call, answer: Answer) -> bool:
 
 def answer_detail(answer: Answer, settings: ButlrSettings) -> str:
     """Butlr's error text from an answer: scrubbed, short, one line."""
-    return error_text(answer.text, (settings.secret,))
+    return error_text(readable_text(answer), (settings.secret,))
 
 
 def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
@@ -358,6 +408,8 @@ def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
         return Outcome(answer)
     try:
         return Outcome(answer, decode_json(answer.body))
+    except JSONTooDeep as err:
+        raise TransientDataError(f"{err} in a {status} answer") from err
     except ValueError as err:
         raise TransientDataError(f"malformed JSON in a {status} answer") from err
 
@@ -431,7 +483,7 @@ def login_flow(settings: ButlrSettings, now: Callable[[], float], timeout: float
     return token_from_login_response(
         settings,
         status=answer.status,
-        body=answer.text,
+        body=readable_text(answer),
         retry_after_header=answer.headers.get("Retry-After"),
         now=now(),
     )

@@ -1067,7 +1067,10 @@ def flatten_response(
                 raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
             yield row_from_api(raw, measurement, function, zone)
         return
-    yield from _flatten_nested(data, measurement, function, order, 0, {}, zone)
+    try:
+        yield from _flatten_nested(data, measurement, function, order, 0, {}, zone)
+    except RecursionError:  # a hostile answer nested too deeply to walk
+        raise ButlrDataError("reporting 'data' is nested too deeply to read") from None
 
 
 def _flatten_nested(

@@ -8,6 +8,7 @@ so that no prefix, collapsed or encoded form of a secret survives.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -18,45 +19,87 @@ MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words (Airflow's m
 MAX_REMEMBERED = 4096  # tokens kept for scrubbing; oldest forgotten first
 
 _lock = threading.Lock()
-_known: dict[str, None] = {}  # insertion-ordered set of secrets seen in this process
+_known: dict[str, frozenset[str]] = {}  # insertion-ordered: secret -> its forms
+_sorted: list[str] | None = None  # every known form, longest first (rebuilt after a change)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
-def _forms(secret: str) -> set[str]:
-    """The ways a secret can appear in a body that echoes it."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), json.dumps(secret)[1:-1]}
-    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+def _json_escaped(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def _forms(secret: str) -> frozenset[str]:
+    """The ways a secret can appear in a body that echoes it.
+
+    Raw, JSON-escaped (once and twice: a JSON body quoting a JSON request), percent-encoded as a query
+    value, a form value or a path (upper- and lower-case hex), and each of those with its whitespace
+    folded the way messages fold it.
+    """
+    escaped = {secret, _json_escaped(secret), _json_escaped(_json_escaped(secret))}
+    encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}
+    encoded |= {_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
+    forms = escaped | encoded
+    forms |= {" ".join(form.split()) for form in forms}
+    return frozenset(form for form in forms if len(form) >= MIN_SECRET_LENGTH)
 
 
 def remember_secret(secret: str | None) -> None:
     """Scrub ``secret`` (a token received, a secret read) from every text from now on."""
     if not secret or len(secret) < MIN_SECRET_LENGTH:
         return
+    forms = _forms(secret)
+    global _sorted
     with _lock:
+        _sorted = None
         _known.pop(secret, None)
-        _known[secret] = None
+        _known[secret] = forms
         while len(_known) > MAX_REMEMBERED:
             del _known[next(iter(_known))]
+
+
+def _known_forms() -> list[str]:
+    global _sorted
+    with _lock:
+        if _sorted is None:
+            _sorted = sorted(set().union(*_known.values()), key=len, reverse=True)
+        return _sorted
+
+
+def _all_forms(extra: Iterable[str | None]) -> list[str]:
+    forms = _known_forms()
+    extra_forms: set[str] = set()
+    for secret in extra:
+        if secret and secret not in _known:
+            extra_forms |= _forms(secret)
+    if not extra_forms:
+        return forms
+    return sorted(extra_forms.union(forms), key=len, reverse=True)
 
 
 def scrub(text: str, extra: Iterable[str | None] = ()) -> str:
     """``text`` with every known secret (and ``extra`` ones) replaced by ``***``; longest first."""
     if not text:
         return text
-    with _lock:
-        secrets = [*_known, *(s for s in extra if s)]
-    forms: set[str] = set()
-    for secret in secrets:
-        forms |= _forms(secret)
-    for form in sorted(forms, key=len, reverse=True):
+    for form in _all_forms(extra):
         if form in text:
             text = text.replace(form, REDACTED)
     return text
 
 
+def cut_tail(body: bytes, extra: Iterable[str | None] = ()) -> bytes:
+    """A body cut at a size limit, minus as many trailing bytes as the longest form of a secret: a
+    secret straddling the cut would otherwise survive as a prefix that no scrubbing recognises."""
+    forms = _all_forms(extra)
+    longest = max(len(form.encode()) for form in forms) if forms else 0
+    return body[: max(len(body) - longest, 0)]
+
+
 def forget_all() -> None:
     """Tests only: forget remembered secrets."""
+    global _sorted
     with _lock:
         _known.clear()
+        _sorted = None
 
 
 def scrub_json(value: Any, extra: Iterable[str | None] = ()) -> Any:

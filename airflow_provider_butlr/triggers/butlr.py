@@ -180,8 +180,8 @@ class ButlrTrigger(BaseTrigger):
                         yield self._event(
                             "timeout",
                             f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "
-                            f"after {self.polls} poll(s); the last poll was still in flight; "
-                            f"last result: {last_message}",
+                            f"after {self.polls} poll(s); the last poll was still in flight "
+                            f"(the result before it: {last_message})",
                         )
                         return
                     except Exception as exc:
