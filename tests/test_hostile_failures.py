@@ -16,7 +16,6 @@ import pytest
 
 from airflow_provider_butlr.exceptions import ButlrAPIError, ButlrConfigurationError, ButlrError
 from airflow_provider_butlr.exchange import url_for
-from airflow_provider_butlr.hooks.butlr import ButlrHook
 from airflow_provider_butlr.operators.butlr import ButlrOperator
 from airflow_provider_butlr.settings import origin_of, settings_from_fields
 from airflow_provider_butlr.timeutil import format_rfc3339
@@ -129,24 +128,24 @@ def test_year_one_is_zero_padded() -> None:
     assert format_rfc3339(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00Z"
 
 
-def test_year_one_reaches_the_server_zero_padded(api: HostileApi) -> None:
+def test_year_one_is_refused_before_any_request(api: HostileApi) -> None:
+    """Year 0001 used to reach the server as '1-01-01T00:00:00Z' (a 400); now it is refused locally,
+    naming the field, and times are always formatted with four-digit years."""
+    from airflow_provider_butlr.exceptions import ButlrConfigurationError
+    from airflow_provider_butlr.reporting import ReportingQuery
+    from airflow_provider_butlr.timeutil import format_rfc3339
+
     bodies: list[Any] = []
-
-    def record(request: Request) -> None:
-        bodies.append(json.loads(request.body))
-        request.reply(200, {"data": [], "page_info": {"page": 1, "page_size": 100, "total_pages": 1}})
-
-    api.script = record
-    rows = list(
-        ButlrHook(**QUICK).iter_reporting_rows(
+    api.script = lambda request: bodies.append(request)
+    with pytest.raises(ButlrConfigurationError, match="start"):
+        ReportingQuery.build(
             "room_occupancy",
-            rooms=["room_1"],
+            assets={"rooms": ["room_1"]},
             start=datetime(1, 1, 1, tzinfo=timezone.utc),
             stop=datetime(1, 1, 1, 1, tzinfo=timezone.utc),
         )
-    )
-    assert rows == []
-    assert bodies and "0001-01-01T00:00:00Z" in json.dumps(bodies[0])
+    assert bodies == []
+    assert format_rfc3339(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00Z"
 
 
 # --- redirects --------------------------------------------------------------------------------------------
