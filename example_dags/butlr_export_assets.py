@@ -1,0 +1,147 @@
+"""Assets: a daily room-occupancy export produces an asset; a weekly report DAG is scheduled on it.
+
+``butlr_room_occupancy_asset`` exports yesterday's hourly room occupancy (mean and max, every site,
+each in its local day) to ``<base>/room_occupancy/<day>.jsonl`` and lists the asset
+``ROOM_OCCUPANCY`` in the export's ``outlets``: the operator attaches what it wrote to the asset
+event (``path``, ``rows``, ``day``, ``start``/``stop``, ``sites``, ``measurements``, ``format``...).
+
+``butlr_weekly_occupancy_report`` runs whenever that asset is updated (``schedule=[ROOM_OCCUPANCY]``):
+it reads the triggering event's metadata, finds the week's files through the asset's latest events
+(``inlet_events``), and writes each room's mean and peak occupancy over those days to
+``<base>/room_occupancy/weekly/<day>.json``.
+
+Asset URI convention (docs/assets-and-lineage.md): the export's storage location without the day,
+here ``file://<base>/room_occupancy`` (or ``s3://bucket/butlr/room_occupancy``); the day's file is in
+the event. The base path is env ``BUTLR_EXPORT_BASE_PATH`` (else a temp directory), read when the
+DAG file is parsed: an asset's URI is fixed at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from airflow_provider_butlr.assets import export_asset_uri
+from airflow_provider_butlr.operators.butlr import ButlrReportingOperator
+
+BASE_PATH = os.environ.get("BUTLR_EXPORT_BASE_PATH") or os.path.join(tempfile.gettempdir(), "butlr-exports")
+FOLDER = f"{BASE_PATH.rstrip('/')}/room_occupancy"
+ROOM_OCCUPANCY = Asset(name="butlr_room_occupancy_daily", uri=export_asset_uri(FOLDER))
+DAY = "{{ macros.ds_add(ds, -1) }}"  # yesterday of the run's logical date
+
+
+def read_text(path: str) -> str:
+    """A local file, or any ObjectStoragePath URI (s3://, gs://, file://...)."""
+    if "://" in path:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(path).read_text()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def write_text(path: str, text: str) -> None:
+    if "://" in path:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        ObjectStoragePath(path).write_text(text)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+@dag(
+    dag_id="butlr_room_occupancy_asset",
+    schedule="0 9 * * *",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["butlr", "example", "assets"],
+    doc_md=__doc__,
+)
+def butlr_room_occupancy_asset() -> None:
+    @task
+    def site_ids() -> list[str]:
+        """Every site the connection sees (each is exported in its own local day)."""
+        from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+        with ButlrHook() as hook:
+            return [site["id"] for site in hook.get_topology().sites]
+
+    ButlrReportingOperator(
+        task_id="export_room_occupancy",
+        measurements=["room_occupancy"],
+        sites=site_ids(),
+        local_day=DAY,
+        window_every="1h",
+        window_function=["mean", "max"],
+        output_path=f"{FOLDER}/{DAY}.jsonl",
+        outlets=[ROOM_OCCUPANCY],  # the event carries path, rows, day, sites, measurements...
+    )
+
+
+butlr_room_occupancy_asset()
+
+
+@dag(
+    dag_id="butlr_weekly_occupancy_report",
+    schedule=[ROOM_OCCUPANCY],
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["butlr", "example", "assets"],
+    doc_md=__doc__,
+)
+def butlr_weekly_occupancy_report() -> None:
+    @task(inlets=[ROOM_OCCUPANCY])
+    def weekly_report(triggering_asset_events: Any = None, inlet_events: Any = None) -> dict[str, Any]:
+        """Mean and peak occupancy per room over the (up to) 7 latest exported days."""
+        triggered = list(triggering_asset_events[ROOM_OCCUPANCY]) if triggering_asset_events else []
+        recent = list(inlet_events[ROOM_OCCUPANCY][-14:])  # the latest events, re-runs included
+        latest_per_day: dict[str, dict[str, Any]] = {}
+        for event in [*recent, *triggered]:  # later events of the same day win
+            extra = event.extra or {}
+            if extra.get("day") and extra.get("path"):
+                latest_per_day[extra["day"]] = extra
+        if not latest_per_day:
+            raise ValueError(f"no export event with a day and a path for {ROOM_OCCUPANCY.uri}")
+        days = sorted(latest_per_day)[-7:]
+        means: dict[str, list[float]] = defaultdict(list)
+        peaks: dict[str, float] = defaultdict(float)
+        for day in days:
+            for line in read_text(latest_per_day[day]["path"]).splitlines():
+                row = json.loads(line)
+                if row["value"] is None:
+                    continue
+                if row["function"] == "mean":
+                    means[row["asset_id"]].append(row["value"])
+                else:
+                    peaks[row["asset_id"]] = max(peaks[row["asset_id"]], row["value"])
+        rooms = {
+            room: {"mean": round(sum(values) / len(values), 3), "peak": peaks.get(room)}
+            for room, values in sorted(means.items())
+        }
+        report = {
+            "days": days,
+            "rows": sum(latest_per_day[d]["rows"] for d in days),
+            "triggered_by": [e.extra.get("day") for e in triggered],
+            "rooms": rooms,
+        }
+        target = f"{FOLDER}/weekly/{days[-1]}.json"
+        write_text(target, json.dumps(report, indent=2))
+        print(
+            f"Weekly report for {days[0]}..{days[-1]}: {len(rooms)} rooms, {report['rows']} rows -> {target}"
+        )
+        return {"days": days, "rows": report["rows"], "rooms": len(rooms), "report": target}
+
+    weekly_report()
+
+
+butlr_weekly_occupancy_report()
