@@ -87,7 +87,9 @@ def test_stats_lineage_names_each_measurement(butlr_conn: Any) -> None:
     from airflow_provider_butlr.operators.butlr import ButlrStatsOperator
 
     operator = ButlrStatsOperator(
-        task_id="stats", measurements=["occupancy_avg_presence", "occupancy_median_presence"], items=["space_1"]
+        task_id="stats",
+        measurements=["occupancy_avg_presence", "occupancy_median_presence"],
+        items=["space_1"],
     )
     lineage = operator.get_openlineage_facets_on_complete(None)
     namespace = f"butlr://127.0.0.1:{butlr_conn.port}"
