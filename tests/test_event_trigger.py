@@ -277,3 +277,54 @@ def test_a_streak_covering_the_whole_window_is_not_a_new_crossing() -> None:
     ledger = CrossingLedger()
     assert ledger.observe("r", empty_all_along, None) is False  # armed at the first data
     assert CrossingLedger.from_json(ledger.to_json()) == ledger
+
+
+@pytest.mark.dag
+async def test_example_dag_watches_each_room_and_requests_a_cleaning_per_event(
+    butlr_conn: Any, airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from tests.test_example_dags import load_dag
+
+    emu = butlr_conn
+    rooms = series_assets(emu.org, "room_occupancy", emu.config.seed)
+    from example_dags.butlr_room_empty_events import EMULATOR_ROOM
+
+    assert EMULATOR_ROOM in rooms  # the default works against the bundled emulator
+    rooms = [r for r in rooms if empty_streaks(emu, r, FOR + 4)][:2]
+    monkeypatch.setenv("BUTLR_EVENT_ROOMS", f"{rooms[0]},{rooms[1]}")
+    monkeypatch.setenv("BUTLR_EVENT_EMPTY_MINUTES", str(FOR))
+    monkeypatch.setenv("BUTLR_EVENT_POLL_INTERVAL", "0.05")
+    dag = load_dag("butlr_room_empty_events")
+    assets = list(dag.timetable.asset_condition.objects)
+    assert [a.uri for a in assets] == [f"butlr://api.butlr.io/rooms/{r}/empty" for r in rooms[:2]]
+    trigger = assets[0].watchers[0].trigger
+    assert isinstance(trigger, ButlrOccupancyEventTrigger)
+    assert (trigger.ids, trigger.for_minutes, trigger.poll_interval) == ((rooms[0],), FOR, 0.05)
+
+    # The watcher's trigger, run against the emulator through the room's first crossing ...
+    streak = empty_streaks(emu, rooms[0], FOR + 4)[0]
+    with time_machine.travel(seen_at(emu, streak.start - MINUTE), tick=False) as clock:
+        runner = Runner(trigger.run(), trigger)
+        await runner.polls(2)
+        clock.move_to(seen_at(emu, streak.start + (FOR + 1) * MINUTE))
+        await runner.polls(3)
+        await runner.stop()
+    [payload] = runner.events
+    # ... gives the event the DAG's task reads from triggering_asset_events.
+    cleaning = dag.get_task("request_cleaning").python_callable
+    requests = cleaning(triggering_asset_events={assets[0]: [SimpleNamespace(extra=payload)]})
+    assert requests == [
+        {"asset": assets[0].uri, "room": rooms[0], "empty_since": streak.start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    ]
+    assert cleaning(triggering_asset_events={}) == []
+
+
+@pytest.mark.dag
+def test_example_dag_runs_by_hand(butlr_conn: Any, airflow_db: str) -> None:
+    import pendulum
+
+    from tests.test_example_dags import run
+
+    run("butlr_room_empty_events", pendulum.datetime(2025, 11, 11, tz="UTC"))
