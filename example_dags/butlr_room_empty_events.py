@@ -85,7 +85,9 @@ def butlr_room_empty_events() -> None:
                         "empty_since": extra.get("crossed_at"),
                     }
                 )
-                print(f"Room {extra.get('asset_id')} empty since {extra.get('crossed_at')}: cleaning requested")
+                print(
+                    f"Room {extra.get('asset_id')} empty since {extra.get('crossed_at')}: cleaning requested"
+                )
         if not requests:
             print("No room event in this run (started by hand?): nothing to clean.")
         return requests
