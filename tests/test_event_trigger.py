@@ -328,3 +328,47 @@ def test_example_dag_runs_by_hand(butlr_conn: Any, airflow_db: str) -> None:
     from tests.test_example_dags import run
 
     run("butlr_room_empty_events", pendulum.datetime(2025, 11, 11, tz="UTC"))
+
+
+async def test_airflow_shared_stream_manager_runs_one_poll_for_two_watchers_of_a_site(
+    butlr_conn: Any, room_and_streaks: tuple[str, list[Streak]]
+) -> None:
+    """Airflow 3.3's own SharedStreamManager (what the triggerer runs) drives the two watchers."""
+    shared_stream = pytest.importorskip(
+        "airflow.triggers.shared_stream", reason="shared streams need Airflow 3.3"
+    )
+    emu = butlr_conn
+    room, (first, *_) = room_and_streaks
+    site = emu.org.site_of_floor(emu.org.rooms_by_id[room].floor_id).id
+    other = next(
+        r
+        for r in series_assets(emu.org, "room_occupancy", emu.config.seed)
+        if r != room and emu.org.site_of_floor(emu.org.rooms_by_id[r].floor_id).id == site
+    )
+    watchers = [make_trigger(room, site=site), make_trigger(other, site=site)]
+    manager = shared_stream.SharedStreamManager(cohort_grace_period=0.2)  # both join before the first poll
+    with time_machine.travel(seen_at(emu, first.start - MINUTE), tick=False) as clock:
+        runners = [
+            Runner(
+                w.filter_shared_stream(manager.subscribe(trigger_id=i, trigger=w, key=w.shared_stream_key())),
+                w,
+            )
+            for i, w in enumerate(watchers)
+        ]
+        await runners[0].polls(2)
+        clock.move_to(seen_at(emu, first.start + (FOR + 1) * MINUTE))
+        await runners[0].polls(3)
+        for runner in runners:
+            await runner.stop()
+        await manager.stop_all()
+    assert [e["crossed_at"] for e in runners[0].events] == [first.start.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert all(e["asset_id"] == other for e in runners[1].events)
+    site_rooms = [
+        r for r in emu.org.rooms_by_id if emu.org.site_of_floor(emu.org.rooms_by_id[r].floor_id).id == site
+    ]
+    polls = max(w.polls for w in watchers)
+    reporting = emu.counters.requests(REPORTING)
+    batches = -(-len(site_rooms) // 30)
+    assert (
+        polls * batches <= reporting <= (polls + 1) * batches
+    )  # one site poll per interval, not one per watcher
