@@ -18,6 +18,9 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="butlr-airflow-hom
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "example_dags"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# One export base for the session: example DAGs derive asset URIs from it at parse time, and an
+# asset name must keep one URI across every parse in the session's database.
+os.environ.setdefault("BUTLR_EXPORT_BASE_PATH", tempfile.mkdtemp(prefix="butlr-exports-"))
 
 # A distinctive secret: secret-hygiene tests grep everything for it.
 TEST_CLIENT_SECRET = "tst-secret-Zq8vX3kP9wLm2Rt7"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from airflow_provider_butlr.assets import export_asset_uri, lineage_namespace, state_asset_uri
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
-from tests.test_example_dags import load_dag, run
+from tests.test_example_dags import DAGS, load_dag, run
 
 
 def asset_events(uri: str) -> list[Any]:
@@ -29,6 +30,28 @@ def asset_events(uri: str) -> list[Any]:
         events = list(session.scalars(query))
         session.expunge_all()
         return events
+
+
+def register_example_dags() -> None:
+    """Write the example DAGs and their assets to the metadata DB, as the DAG processor does.
+
+    Airflow 3.0's ``dag.test()`` does not (its asset events would fail with "inactive asset");
+    3.3's does it again itself, harmlessly.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    except ImportError:  # Airflow < 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+        sync_bag_to_db = None  # type: ignore[assignment]
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=str(DAGS))  # examples are off (AIRFLOW__CORE__LOAD_EXAMPLES=False)
+    if sync_bag_to_db is not None:
+        sync_bag_to_db(bag, "dags-folder", None)
+    else:
+        bag.sync_to_db("dags-folder", None)
 
 
 @pytest.mark.airflow_independent
@@ -53,12 +76,13 @@ def test_state_asset_uri_and_namespace_hold_no_credentials() -> None:
 
 @pytest.mark.dag
 def test_export_attaches_its_metadata_to_the_asset_event_and_the_weekly_report_reads_it(
-    butlr_conn: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    butlr_conn: Any, airflow_db: str
 ) -> None:
     emu = butlr_conn
-    monkeypatch.setenv("BUTLR_EXPORT_BASE_PATH", str(tmp_path / "exports"))
-    producer = load_dag("butlr_room_occupancy_asset")  # parsed with the base path above
-    uri = f"file://{tmp_path}/exports/room_occupancy"
+    base = Path(os.environ["BUTLR_EXPORT_BASE_PATH"])  # the session's (tests/conftest.py)
+    producer = load_dag("butlr_room_occupancy_asset")
+    uri = f"file://{base}/room_occupancy"
+    register_example_dags()
     export = producer.get_task("export_room_occupancy")
     assert [outlet.uri for outlet in export.outlets] == [uri]
     before = len(asset_events(uri))
@@ -70,7 +94,7 @@ def test_export_attaches_its_metadata_to_the_asset_event_and_the_weekly_report_r
     site_ids = sorted(site.id for site in emu.org.sites)
     for event, day in zip(events, ("2025-03-09", "2025-03-10"), strict=True):
         extra = event.extra
-        path = tmp_path / "exports" / "room_occupancy" / f"{day}.jsonl"
+        path = base / "room_occupancy" / f"{day}.jsonl"
         rows = path.read_text().splitlines()
         assert extra["path"] == str(path)
         assert extra["rows"] == len(rows) > 0

@@ -207,10 +207,11 @@ async def test_sleeps_poll_interval_after_every_poll_errors_included(
     butlr_conn.faults.add(path=REPORTING, kind="status", status=500, at_calls=[2, 3])
     trigger = make_trigger(room, poll_interval=0.1, max_retries=0)
     runner = Runner(trigger.run(), trigger)
-    await runner.polls(5)
+    await runner.polls(6)
     await runner.stop()
-    polls = butlr_conn.counters.requests(REPORTING)
-    assert 5 <= polls <= len(asked) + 1  # one poll, then one sleep: the failed polls too
+    started = trigger.polls  # counted when a poll starts
+    assert butlr_conn.counters.requests(REPORTING) >= 5  # the two failed polls among them
+    assert started - 1 <= len(asked) <= started  # every finished poll, failed or not, was followed by a sleep
     assert set(asked) == {0.1}
 
 
@@ -279,6 +280,13 @@ def test_a_streak_covering_the_whole_window_is_not_a_new_crossing() -> None:
     assert CrossingLedger.from_json(ledger.to_json()) == ledger
 
 
+class Events(list):  # type: ignore[type-arg]
+    """``triggering_asset_events`` as the task reads it (``items()``; Assets are unhashable on 3.0)."""
+
+    def items(self) -> list[Any]:
+        return list(self)
+
+
 @pytest.mark.dag
 async def test_example_dag_watches_each_room_and_requests_a_cleaning_per_event(
     butlr_conn: Any, airflow_db: str, monkeypatch: pytest.MonkeyPatch
@@ -314,11 +322,11 @@ async def test_example_dag_watches_each_room_and_requests_a_cleaning_per_event(
     [payload] = runner.events
     # ... gives the event the DAG's task reads from triggering_asset_events.
     cleaning = dag.get_task("request_cleaning").python_callable
-    requests = cleaning(triggering_asset_events={assets[0]: [SimpleNamespace(extra=payload)]})
+    requests = cleaning(triggering_asset_events=Events([(assets[0], [SimpleNamespace(extra=payload)])]))
     assert requests == [
         {"asset": assets[0].uri, "room": rooms[0], "empty_since": streak.start.strftime("%Y-%m-%dT%H:%M:%SZ")}
     ]
-    assert cleaning(triggering_asset_events={}) == []
+    assert cleaning(triggering_asset_events=Events([])) == []
 
 
 @pytest.mark.dag

@@ -6,6 +6,7 @@ Needs the OpenLineage provider (``airflow-provider-butlr[openlineage]``); skippe
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,24 @@ def test_row_count_and_size_in_the_output_statistics(tmp_path: Path) -> None:
     assert (statistics.rowCount, statistics.size) == (2, path.stat().st_size)
 
 
+def listener_managers() -> list[Any]:
+    """Airflow's listener managers: the core one and (3.1+) the Task SDK's, which runs task hooks."""
+    from airflow.listeners.listener import get_listener_manager
+
+    managers = [get_listener_manager()]
+    try:
+        from airflow.sdk.listener import get_listener_manager as get_sdk_listener_manager
+    except ImportError:  # Airflow 3.0: one manager
+        return managers
+    sdk_manager = get_sdk_listener_manager()
+    return managers if sdk_manager is managers[0] else [*managers, sdk_manager]
+
+
 @pytest.fixture
 def openlineage_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """OpenLineage on, writing every event as a JSON line to a file; the listener registered."""
     from airflow.providers.openlineage import conf as ol_conf
     from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
-
-    try:
-        from airflow.listeners.listener import get_listener_manager
-    except ImportError:  # pragma: no cover - moved in later Airflow versions
-        from airflow.sdk._shared.listeners.listener import get_listener_manager  # type: ignore[no-redef]
 
     events = tmp_path / "openlineage.jsonl"
     monkeypatch.setenv(
@@ -69,14 +78,15 @@ def openlineage_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     clear_conf_caches()
     listener = get_openlineage_listener()
     listener.adapter._client = None  # built from the transport above on first use
-    manager = get_listener_manager()
-    added = not manager.pm.is_registered(listener)
-    if added:
-        manager.add_listener(listener)
+    added = []
+    for manager in listener_managers():  # the OpenLineage plugin may have loaded while it was off
+        if not manager.pm.is_registered(listener):
+            manager.add_listener(listener)
+            added.append(manager)
     try:
         yield events
     finally:
-        if added:
+        for manager in added:
             manager.pm.unregister(listener)
         listener.adapter._client = None
         monkeypatch.undo()
@@ -102,13 +112,12 @@ def test_stats_lineage_names_each_measurement(butlr_conn: Any) -> None:
 
 @pytest.mark.dag
 def test_dag_runs_emit_butlr_inputs_and_the_written_file_with_its_row_count(
-    butlr_conn: Any, airflow_db: str, tmp_path: Path, openlineage_file: Path, monkeypatch: pytest.MonkeyPatch
+    butlr_conn: Any, airflow_db: str, tmp_path: Path, openlineage_file: Path
 ) -> None:
     emu = butlr_conn
-    monkeypatch.setenv("BUTLR_EXPORT_BASE_PATH", str(tmp_path / "exports"))
     run("butlr_room_occupancy_asset", pendulum.datetime(2025, 3, 10, 9, tz="UTC"))
     run("butlr_asset_inventory", pendulum.datetime(2025, 3, 10, tz="UTC"), base_path=str(tmp_path / "inv"))
-    output = tmp_path / "exports" / "room_occupancy" / "2025-03-09.jsonl"
+    output = Path(os.environ["BUTLR_EXPORT_BASE_PATH"]) / "room_occupancy" / "2025-03-09.jsonl"
 
     text = openlineage_file.read_text()
     events = [json.loads(line) for line in text.splitlines()]
