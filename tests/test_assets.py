@@ -40,18 +40,18 @@ def register_example_dags() -> None:
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
-    try:
+    DagBundlesManager().sync_bundles_to_db()
+    try:  # Airflow 3.2+
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:  # Airflow < 3.1
+    except ImportError:
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
-        sync_bag_to_db = None  # type: ignore[assignment]
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(DAGS))  # examples are off (AIRFLOW__CORE__LOAD_EXAMPLES=False)
-    if sync_bag_to_db is not None:
-        sync_bag_to_db(bag, "dags-folder", None)
-    else:
-        bag.sync_to_db("dags-folder", None)
+        try:  # 3.1
+            from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
+        except ImportError:  # 3.0
+            DagBag(dag_folder=str(DAGS)).sync_to_db("dags-folder", None)
+            return
+    sync_bag_to_db(DagBag(dag_folder=str(DAGS)), "dags-folder", None)  # examples are off (conftest)
 
 
 @pytest.mark.airflow_independent
