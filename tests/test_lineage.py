@@ -18,6 +18,7 @@ pytest.importorskip("airflow.providers.openlineage", reason="the OpenLineage pro
 
 from airflow_provider_butlr.lineage import build_lineage, graphql_dataset_name, output_name
 from tests.conftest import TEST_CLIENT_SECRET
+from tests.test_assets import register_example_dags
 from tests.test_example_dags import run
 
 
@@ -115,6 +116,7 @@ def test_dag_runs_emit_butlr_inputs_and_the_written_file_with_its_row_count(
     butlr_conn: Any, airflow_db: str, tmp_path: Path, openlineage_file: Path
 ) -> None:
     emu = butlr_conn
+    register_example_dags()  # Airflow 3.0's dag.test() does not register the export's asset
     run("butlr_room_occupancy_asset", pendulum.datetime(2025, 3, 10, 9, tz="UTC"))
     run("butlr_asset_inventory", pendulum.datetime(2025, 3, 10, tz="UTC"), base_path=str(tmp_path / "inv"))
     output = Path(os.environ["BUTLR_EXPORT_BASE_PATH"]) / "room_occupancy" / "2025-03-09.jsonl"
