@@ -84,7 +84,11 @@ def test_export_attaches_its_metadata_to_the_asset_event_and_the_weekly_report_r
     uri = f"file://{base}/room_occupancy"
     register_example_dags()
     export = producer.get_task("export_room_occupancy")
-    assert [outlet.uri for outlet in export.outlets] == [uri]
+    assert [(o.name, o.uri) for o in export.outlets] == [("butlr_room_occupancy_daily", uri)]
+    weekly = load_dag("butlr_weekly_occupancy_report")  # its own copy of the asset must match
+    assert [(a.name, a.uri) for a in weekly.timetable.asset_condition.objects] == [
+        ("butlr_room_occupancy_daily", uri)
+    ]
     before = len(asset_events(uri))
 
     for logical in (pendulum.datetime(2025, 3, 10, 9, tz="UTC"), pendulum.datetime(2025, 3, 11, 9, tz="UTC")):
