@@ -12,6 +12,7 @@ import pytest
 
 from airflow_provider_butlr.assets import export_asset_uri, lineage_namespace, state_asset_uri
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from tests.dag_registration import register_dags
 from tests.test_example_dags import DAGS, load_dag, run
 
 
@@ -33,25 +34,8 @@ def asset_events(uri: str) -> list[Any]:
 
 
 def register_example_dags() -> None:
-    """Write the example DAGs and their assets to the metadata DB, as the DAG processor does.
-
-    Airflow 3.0's ``dag.test()`` does not (its asset events would fail with "inactive asset");
-    3.3's does it again itself, harmlessly.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    DagBundlesManager().sync_bundles_to_db()
-    try:  # Airflow 3.2+
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-        try:  # 3.1
-            from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
-        except ImportError:  # 3.0
-            DagBag(dag_folder=str(DAGS)).sync_to_db("dags-folder", None)
-            return
-    sync_bag_to_db(DagBag(dag_folder=str(DAGS)), "dags-folder", None)  # examples are off (conftest)
+    """The example DAGs and their assets in the metadata DB (Airflow 3.0's dag.test() skips it)."""
+    register_dags(DAGS)
 
 
 @pytest.mark.airflow_independent

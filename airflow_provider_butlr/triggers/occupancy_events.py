@@ -17,7 +17,7 @@ Restarts: the triggerer re-creates the trigger from its kwargs. A crossing is id
 first minute *in the data*, and the trigger keeps a ledger per asset (data times): when it first
 saw the asset's data ("armed": a condition already met then is no event) and the last crossing it
 fired. With Airflow 3.3's asset state store (the triggerer gives event triggers one) the ledger is
-stored there: exactly once across restarts, and a crossing that completed while the triggerer was
+stored there: no duplicate across restarts, and a crossing that completed while the triggerer was
 down still fires if its first minute is inside the window. Without a store (Airflow < 3.3, or a
 trigger shared by several assets) the ledger is in memory: a re-created trigger re-arms on its
 first poll, so it never fires a crossing twice, but one completed during the downtime is lost.
