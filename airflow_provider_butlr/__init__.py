@@ -76,7 +76,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.sensors.butlr"]}
         ],
         "triggers": [
-            {"integration-name": "Butlr", "python-modules": ["airflow_provider_butlr.triggers.butlr"]}
+            {
+                "integration-name": "Butlr",
+                "python-modules": [
+                    "airflow_provider_butlr.triggers.butlr",
+                    "airflow_provider_butlr.triggers.occupancy_events",
+                ],
+            }
         ],
         "connection-types": [
             {

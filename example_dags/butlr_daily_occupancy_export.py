@@ -163,7 +163,9 @@ def butlr_daily_occupancy_export() -> None:
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         exported = {"occupancy": occupancy, "traffic": traffic, "presence_time": presence_time}
-        files = [dict(item, export=name) for name, items in exported.items() for item in list(items)]
+        # Index by count: iterating a mapped XCom reads one item past the end, which Airflow logs
+        # as an error-level "XCom not found" line although the run succeeds.
+        files = [dict(items[i], export=name) for name, items in exported.items() for i in range(len(items))]
         document = {"day": day, "files": files, "weekly_stats": stats}
         target = f"{base_path.rstrip('/')}/{day}/summary.json"
         if "://" in target:

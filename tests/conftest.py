@@ -23,6 +23,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 # this session-wide one only serves module- and session-scoped fixtures.
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "pFJ0hM4nV7-9sOq1tkUMiU0XyFqGgGMpXyQ2VwWQ6kM=")
 os.environ.setdefault("BUTLR_TOKEN_CACHE_DIR", tempfile.mkdtemp(prefix="butlr-token-cache-"))
+# One export base for the session: example DAGs derive asset URIs from it at parse time, and an
+# asset name must keep one URI across every parse in the session's database.
+os.environ.setdefault("BUTLR_EXPORT_BASE_PATH", tempfile.mkdtemp(prefix="butlr-exports-"))
 
 # A distinctive secret: secret-hygiene tests grep everything for it.
 TEST_CLIENT_SECRET = "tst-secret-Zq8vX3kP9wLm2Rt7"

@@ -41,6 +41,8 @@ from typing import Any
 
 import pytest
 
+from tests.dag_registration import register_dags
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO / "example_dags"
 
@@ -146,6 +148,7 @@ def _run_scenarios(out_dir: Path) -> None:
 
     _quiet_debug_records_of_airflow_3_0()
     dags = _load_dags(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    register_dags(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])  # asset outlets need it on Airflow 3.0
     example_ids = sorted(dag_id for dag_id in dags if dag_id != CANARY_DAG_ID)
     results: list[dict[str, Any]] = []
     with ButlrEmulator(port=0, client_secret=CLIENT_SECRET, password=PASSWORD) as emu:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_butlr.assets import attach_to_outlets, export_event_extra
 from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.export import (
@@ -57,6 +58,7 @@ from airflow_provider_butlr.run_dates import context_datetime, run_day
 from airflow_provider_butlr.scrub import scrub_json
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -666,7 +668,50 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
             self.output_path,
             stats.requests,
         )
+        self._record_export(context, summary)
         return summary
+
+    # --- assets and OpenLineage (airflow_provider_butlr.assets / .lineage) ----------------------
+
+    def _export_day(self, context: Context) -> str | None:
+        """The last local day exported (``YYYY-MM-DD``) when ``local_day`` is on, else None."""
+        if not self._local_day_on():
+            return None
+        named = self._explicit_day()
+        day = run_day(context) if named is None else named
+        return day.isoformat() if isinstance(day, date) else (str(day).strip()[:10] if day else None)
+
+    def _record_export(self, context: Context, summary: dict[str, Any]) -> None:
+        """Keep the summary for OpenLineage; attach the export's metadata to its ``Asset`` outlets."""
+        self._export_summary = summary
+        extra = export_event_extra(
+            summary,
+            measurements=validate_measurements(self.measurements),
+            selection=self._selection(),
+            day=self._export_day(context),
+            days=self.days,
+            window_every=self.window_every,
+            window_function=self.window_function,
+        )
+        for uri in attach_to_outlets(context, self.outlets, extra):
+            self.log.info("Asset event for %s: %s rows in %s.", uri, summary["rows"], summary["path"])
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """Inputs ``butlr://<host>`` ``reporting/<measurement>``; output the file (when writing one)."""
+        from airflow_provider_butlr.lineage import build_lineage, namespace_for
+
+        names = [f"reporting/{m}" for m in validate_measurements(self.measurements)]
+        return build_lineage(namespace_for(self.butlr_conn_id), names, output_path=self.output_path)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """As on start, with the written row count (and size) as the output's statistics."""
+        from airflow_provider_butlr.lineage import build_lineage, namespace_for
+
+        summary = getattr(self, "_export_summary", None) or {}
+        names = [f"reporting/{m}" for m in validate_measurements(self.measurements)]
+        return build_lineage(
+            namespace_for(self.butlr_conn_id), names, output_path=self.output_path, rows=summary.get("rows")
+        )
 
     def _stream(
         self, hook: ButlrHook, queries: list[ReportingQuery], options: ExportOptions, stats: ExportStats
@@ -837,6 +882,16 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
                 )
         return ensure_json(result, "the stats")
 
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """Inputs ``butlr://<host>`` ``stats/<measurement>``; the result goes to XCom (no output)."""
+        from airflow_provider_butlr.lineage import build_lineage, namespace_for
+
+        names = [f"stats/{m}" for m in validate_stats_measurements(self.measurements)]
+        return build_lineage(namespace_for(self.butlr_conn_id), names)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        return self.get_openlineage_facets_on_start()
+
 
 # --- ButlrGraphQLOperator ----------------------------------------------------------------------
 
@@ -888,6 +943,16 @@ class ButlrGraphQLOperator(BaseOperator):
         with ButlrHook(self.butlr_conn_id) as hook:
             data = hook.graphql(self.query, self.variables, self.operation_name)
         return ensure_json(data, "the GraphQL data")
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """Input ``butlr://<host>`` ``graphql/<operation name or first field>``; XCom only (no output)."""
+        from airflow_provider_butlr.lineage import build_lineage, graphql_dataset_name, namespace_for
+
+        name = graphql_dataset_name(self.query, self.operation_name)
+        return build_lineage(namespace_for(self.butlr_conn_id), [name])
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        return self.get_openlineage_facets_on_start()
 
 
 # --- ButlrDeviceHealthOperator -----------------------------------------------------------------
@@ -1026,6 +1091,19 @@ class ButlrDeviceHealthOperator(BaseOperator):
                 ti.xcom_push(key="device_health", value=report)
             raise ButlrDeviceHealthError("Butlr device health check failed: " + "; ".join(problems))
         return report
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage:
+        """Inputs ``butlr://<host>`` ``graphql/sensors`` and ``graphql/hives`` (and ``graphql/topology``
+        when scoped to sites, buildings or floors); the report goes to XCom."""
+        from airflow_provider_butlr.lineage import build_lineage, namespace_for
+
+        names = ["graphql/sensors", "graphql/hives"]
+        if any(getattr(self, k) for k in ("sites", "buildings", "floors")):
+            names.append("graphql/topology")
+        return build_lineage(namespace_for(self.butlr_conn_id), names)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        return self.get_openlineage_facets_on_start()
 
     def _problems(self, report: Mapping[str, Any]) -> list[str]:
         problems = []
