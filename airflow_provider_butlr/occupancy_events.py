@@ -63,7 +63,7 @@ class OccupancyWatch:
             raise ButlrConfigurationError(
                 f"window_minutes {self.window_minutes!r} must be a whole number from 5 to {MAX_WINDOW_MINUTES}"
             )
-        BatchLimits.capped(self.max_ids_per_request)
+        BatchLimits.from_args(self.max_ids_per_request)
         return self
 
     @property
@@ -84,7 +84,7 @@ class OccupancyWatch:
         lookback = self.window_minutes * MINUTE
         traffic = KIND_MEASUREMENTS[self.kind][2]
         stop = datetime(2025, 1, 1, tzinfo=timezone.utc)  # placeholder: PollRequest.render re-times it
-        limits = BatchLimits.capped(self.max_ids_per_request)
+        limits = BatchLimits.from_args(self.max_ids_per_request)
         requests = []
         for measurement in self.measurements():
             for chunk in split_ids(list(self.ids), limits.for_span(timedelta(seconds=lookback))):
