@@ -185,6 +185,9 @@ class Deployment:
                 "AIRFLOW_CONN_BUTLR_DEFAULT": json.dumps(connection),
                 "BUTLR_EXPORT_BASE_PATH": str(self.exports),
                 "BUTLR_COMPLETENESS_POKE_SECONDS": str(POKE_SECONDS),
+                "BUTLR_EVENT_ROOMS": EVENT_ROOM,
+                "BUTLR_EVENT_EMPTY_MINUTES": "1",
+                "BUTLR_EVENT_POLL_INTERVAL": str(EVENT_POLL_SECONDS),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -429,15 +432,73 @@ def parsed_dags(dep: Deployment) -> list[str]:
     return dag_ids if set(KNOWN_DAGS) <= set(dag_ids) else []
 
 
-def trigger_event_driven_dags(dep: Deployment) -> list[tuple[str, str]]:
-    """HOOK (issue 17): the event-driven example DAG (an AssetWatcher with a Butlr event trigger).
+EVENTS = "butlr_room_empty_events"
+EVENT_ROOM = "room_2joyX7ewAWbxvkgiOfNtRF31Ya0"  # the example's default room (the emulator's seed 42)
+EVENT_POLL_SECONDS = 3
 
-    When it lands in example_dags/, make its event happen here through the emulator's admin API
-    (e.g. move the clock so a day becomes complete, or an occupancy crosses its threshold) and
-    answer the ``(dag_id, run_id)`` of the runs the event created (read from ``dep.db``), so the
-    check waits for them and asserts them like the others. Until then: no event DAG, nothing to do.
+
+def occupancy_answer(newest: dt.datetime, values: list[int]) -> str:
+    """A reporting answer for the event room: one row per minute, the last value at ``newest``."""
+    rows = [
+        {
+            "time": (newest - dt.timedelta(minutes=len(values) - 1 - i)).strftime("%Y-%m-%dT%H:%M:00Z"),
+            "value": value,
+            "measurement": "occupancy",
+            "field": "occupancy",
+            "room_id": EVENT_ROOM,
+        }
+        for i, value in enumerate(values)
+    ]
+    return json.dumps({"data": rows, "page_info": {"page": 1, "page_item_count": 0, "total_item_count": 0}})
+
+
+def reporting_requests(dep: Deployment) -> int:
+    return int(dep.admin.counters().get("per_path", {}).get("/api/v3/reporting", 0))
+
+
+def trigger_event_driven_dags(dep: Deployment) -> list[tuple[str, str]]:
+    """Issue 17: the room-empty watcher, polling in the real triggerer, starts its DAG once.
+
+    The emulator answers the watcher's reporting polls with a scripted room (a ``status`` fault with
+    a body, through the admin API): first occupied (the watcher arms itself on that data), then
+    empty for a minute (a crossing: one event, one asset-triggered run), and the same answer for a
+    few more polls (no second event while the room stays empty).
     """
-    return []
+    if EVENTS not in dep.db.dag_ids():
+        return []
+    newest = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(minutes=2)
+    occupied = occupancy_answer(newest - dt.timedelta(minutes=2), [2] * 8)
+    emptied = occupancy_answer(newest, [2] * 8 + [0, 0])
+    fault = dep.admin.add_fault(path="/api/v3/reporting", kind="status", status=200, body=occupied)
+    armed_at = reporting_requests(dep)
+    wait_for(
+        "the room-empty watcher's first polls (occupied)",
+        lambda: reporting_requests(dep) >= armed_at + 2,
+        120,
+        dep.airflow_components(),
+    )
+    dep.admin.remove_fault(fault)
+    before = {run_id for dag, run_id, _ in dep.db.runs() if dag == EVENTS}
+    fault = dep.admin.add_fault(path="/api/v3/reporting", kind="status", status=200, body=emptied)
+    new_runs = wait_for(
+        "an asset-triggered run of the room-empty DAG",
+        lambda: sorted({r for d, r, _ in dep.db.runs() if d == EVENTS} - before),
+        180,
+        dep.airflow_components(),
+    )
+    polls_at = reporting_requests(dep)
+    wait_for(
+        "three more polls of the empty room",
+        lambda: reporting_requests(dep) >= polls_at + 3,
+        120,
+        dep.airflow_components(),
+    )
+    dep.admin.remove_fault(fault)
+    runs = sorted({r for d, r, _ in dep.db.runs() if d == EVENTS} - before)
+    if runs != new_runs[:1] or len(runs) != 1:
+        raise CheckFailed(f"the room-empty watcher started {len(runs)} runs for one crossing: {runs}")
+    print(f">> {EVENTS}: one crossing, one run ({runs[0]}), none while the room stayed empty", flush=True)
+    return [(EVENTS, runs[0])]
 
 
 def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
@@ -502,15 +563,18 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS)):
         print(f">> {dag_id}: not known to the check; triggered once by hand", flush=True)
         dep.api.trigger(dag_id, None, f"deploycheck__{dag_id}")
-    for dag_id, run_id in trigger_event_driven_dags(dep):
-        wait_for_run(dep, dag_id, run_id)
-    wait_for(
+    all_finished = (
         "every DAG run to finish",
         lambda: all(state in FINAL for _, _, state in dep.db.runs()),
         360,
         dep.airflow_components(),
         lambda: f"runs {dep.db.runs()}",
     )
+    wait_for(*all_finished)  # before the event part: its scripted answers must reach its watcher only
+    for dag_id, run_id in trigger_event_driven_dags(dep):
+        wait_for_run(dep, dag_id, run_id)
+    timings.mark("the event-driven DAG ran once for one occupancy crossing")
+    wait_for(*all_finished)
     results.runs = dep.db.runs()
     # A run is final in the DB before its last task process has exited: let them finish.
     scheduler = dep.components["scheduler"]

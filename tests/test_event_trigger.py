@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import time_machine
-from airflow_provider_butlr.testing.series import minute_values, series_assets
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.occupancy_events import CrossingLedger, find_crossing
+from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
 from airflow_provider_butlr.triggers.occupancy_events import ButlrOccupancyEventTrigger
 from tests.conftest import TEST_CLIENT_SECRET
 
