@@ -35,6 +35,9 @@ class AirflowAPI:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
     def trigger(self, dag_id: str, logical_date: str | None, run_id: str | None = None) -> str:
         body: dict[str, Any] = {"logical_date": logical_date}
         if run_id:
