@@ -27,6 +27,11 @@ from airflow_provider_butlr.testing.org.seed import build_org
 CONFIG_FIELDS = frozenset(f.name for f in fields(EmulatorConfig))
 
 
+# The provider hooks' default connection (ButlrBaseHook.default_conn_name); the emulator does not
+# import the provider's hooks, so the name is repeated here once.
+DEFAULT_CONN_ID = "butlr_default"
+
+
 class ButlrEmulator:
     """The emulated Butlr API. Use as a context manager, or call :meth:`start` / :meth:`stop`.
 
@@ -181,7 +186,7 @@ class ButlrEmulator:
         """:meth:`connection_extra` as the JSON value of an ``AIRFLOW_CONN_<ID>`` variable."""
         return json.dumps(self.connection_extra(auth_type, **extra_overrides))
 
-    def connection_env(self, conn_id: str = "butlr_default", **overrides: Any) -> dict[str, str]:
+    def connection_env(self, conn_id: str = DEFAULT_CONN_ID, **overrides: Any) -> dict[str, str]:
         """``{"AIRFLOW_CONN_<CONN_ID>": <json>}``, ready for ``os.environ.update`` / ``monkeypatch``."""
         return {f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(**overrides)}
 

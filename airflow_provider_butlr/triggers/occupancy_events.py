@@ -105,7 +105,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         window_minutes: int = 60,
         site: str | None = None,
         poll_interval: float = 60.0,
-        butlr_conn_id: str = "butlr_default",
+        butlr_conn_id: str = ButlrAsyncHook.default_conn_name,
         max_ids_per_request: int | None = None,
         max_retries: int | None = None,
         retry_wait_initial: float = 0.5,
@@ -292,7 +292,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         kind = next(k for k in ASSET_KINDS if kwargs.get(k))
         poll_interval = float(kwargs["poll_interval"])
         hook = ButlrAsyncHook(
-            kwargs.get("butlr_conn_id", "butlr_default"),
+            kwargs.get("butlr_conn_id", ButlrAsyncHook.default_conn_name),
             max_retries=kwargs.get("max_retries"),
             retry_wait_initial=kwargs.get("retry_wait_initial", 0.5),
             retry_wait_max=kwargs.get("retry_wait_max", 30.0),
