@@ -575,7 +575,7 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     # 4. Any other example DAG: the event-driven one (issue 17) through its hook, others by hand.
     for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS)):
         print(f">> {dag_id}: not known to the check; triggered once by hand", flush=True)
-        dep.api.trigger(dag_id, None, f"deploycheck__{dag_id}")
+        dep.api.trigger(dag_id, dates.first_logical_date, f"deploycheck__{dag_id}")  # ds for templates
     all_finished = (
         "every DAG run to finish",
         lambda: all(state in FINAL for _, _, state in dep.db.runs()),

@@ -92,11 +92,14 @@ class Component:
         return [pid for pid in self.members() if (_stat(pid) or ("", self.pid, 0))[1] != self.pid]
 
     def send(self, sig: int) -> list[int]:
-        """SIGKILL: the group and every process of the session; other signals: the group only
+        """SIGKILL: the group and every process of the session; other signals: the leader only
         (the component forwards them to its children itself). Answers the session's PIDs."""
         members = self.members()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.pid, sig)
+            else:  # the leader stops its own children: a signal to each of them at once makes
+                os.kill(self.pid, sig)  # Airflow's executor workers log tracebacks while exiting
         if sig == signal.SIGKILL:
             for pid in members:
                 with contextlib.suppress(ProcessLookupError):
@@ -110,6 +113,9 @@ class Component:
             if self.process is not None:
                 self.process.poll()  # reap the leader (the others are reaped by init)
             if not self.members():
+                if self.process is not None:  # it may have exited after the poll above: reap it
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=1.0)
                 return True
             if time.monotonic() > deadline:
                 return False
