@@ -43,12 +43,15 @@ def _dag() -> Any:
 
 def _serialize(dag: Any) -> None:
     """dag.test() runs only DAGs in the metadata DB; this one is not in a bundle, so write it there."""
-    try:
+    try:  # Airflow 3.2+
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:  # Airflow < 3.1
+    except ImportError:
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
-        sync_bag_to_db = None
+        try:  # 3.1
+            from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
+        except ImportError:  # 3.0
+            sync_bag_to_db = None
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     DagBundlesManager().sync_bundles_to_db()  # the bundle row the DAG refers to
