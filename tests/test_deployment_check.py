@@ -152,3 +152,7 @@ def test_emulator_clocks_bracket_every_sites_day_end_plus_grace(day: dt.date) ->
         assert incomplete < end, zone
         assert complete >= end + dt.timedelta(minutes=15 + 2), zone
     assert dates.first_logical_date.startswith(str(day + dt.timedelta(days=1)))  # exports the day before
+
+
+# The check's own helpers (processes, scans, dates): run once, not per Airflow minor.
+pytestmark = pytest.mark.airflow_independent

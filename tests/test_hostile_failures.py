@@ -237,3 +237,8 @@ def test_idna_hosts_compare_as_punycode() -> None:
         == "https://xn--bcher-kva.example/api/v3/x"
     )
     assert origin_of("https://bücher.example") != origin_of("https://bucher.example")
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent

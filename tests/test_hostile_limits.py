@@ -143,3 +143,8 @@ def test_a_body_under_the_cap_is_read_whole(
     api.script = lambda request: request.reply(200, payload)
     result, err, _ = outcome(call, "POST", DATA, {"q": 1})
     assert err is None and len(result["data"]) == 200000
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent

@@ -239,3 +239,8 @@ def test_trigger_events_are_scrubbed_for_echoing_graphql_errors(
     assert event["status"] == "error" and "error" in event["message"]
     assert_no_leak([json.dumps(event)], api.token, SECRET, where="trigger event")
     assert_no_leak(log_texts(caplog.records), api.token, SECRET, where="log records")
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent

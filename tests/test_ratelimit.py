@@ -146,3 +146,8 @@ def test_the_connection_extra_limits_sync_and_async_hooks_together(emulator, mon
     assert shared.reserve() == 0  # the fifth slot of the minute is still free
     assert shared.reserve() > 55  # the sixth waits for the first slot to come back
     assert emulator.counters.total == 4
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent

@@ -147,3 +147,8 @@ def test_the_newest_minute_with_data_follows_the_data_lag(emu: ButlrEmulator, to
     ).json()
     newest = max(row["time"] for row in iter_rows(answer))
     assert newest == "2025-11-05T15:21:00Z"  # now 15:24:45, default lag 2 minutes: minutes before 15:22
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent

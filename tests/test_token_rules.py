@@ -251,3 +251,8 @@ async def test_the_async_hook_refuses_a_crlf_token_the_same_way(loopback: LoginS
             await hook.arequest_json("POST", "/api/v3/graphql", json={"query": SITES_QUERY})
     assert "SECRETPART" not in str(err.value)
     assert loopback.data_calls == 0
+
+
+# The exchange and its drivers against loopback servers (like the fault matrix): run once, not per
+# Airflow minor (the version matrix leaves airflow_independent tests to the main test step).
+pytestmark = pytest.mark.airflow_independent
