@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_butlr.assets import attach_to_outlets, export_event_extra
-from airflow_provider_butlr.auth import mask_token
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError, ButlrError
 from airflow_provider_butlr.export import (
     DEFAULT_MAX_IDS_PER_TASK,
@@ -28,7 +27,7 @@ from airflow_provider_butlr.export import (
     check_ids_per_task,
     run_export,
 )
-from airflow_provider_butlr.hooks.butlr import ButlrHook
+from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.output import output_format_for, require_output_format, write_rows
 from airflow_provider_butlr.queries import device_health_report
 from airflow_provider_butlr.reporting import (
@@ -60,6 +59,16 @@ from airflow_provider_butlr.scrub import scrub_json
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+
+def new_hook(conn_id: str) -> ButlrHook:
+    """The hook for ``execute``; imported here, so a DAG file that only builds operators does not
+    load the HTTP stack (the DAG processor parses DAG files constantly)."""
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    return ButlrHook(conn_id)
 
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -115,6 +124,8 @@ def redact_secret_fields(value: Any) -> Any:
         for key, item in value.items():
             if isinstance(key, str) and key.lower() in SECRET_RESPONSE_KEYS and item not in (None, ""):
                 if isinstance(item, str):
+                    from airflow_provider_butlr.auth import mask_token
+
                     mask_token(item)
                 redacted[key] = REDACTED
             else:
@@ -321,7 +332,7 @@ class ButlrOperator(BaseOperator):
         query_params: dict[str, Any] | None = None,
         response_check: Callable[[Any], bool] | None = None,
         response_filter: Callable[[Any], Any] | None = None,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -371,7 +382,7 @@ class ButlrOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         run_checks(self, self.checks, final=True)
         method = self.resolved_method()
-        with ButlrHook(self.butlr_conn_id) as hook:
+        with new_hook(self.butlr_conn_id) as hook:
             payload = hook.request_json(method, self.endpoint, json=self.json, params=self.query_params)
         # by key (masks new credentials before user code can log them) and by value (the connection's
         # secret and every token seen in this process, wherever an answer echoes them)
@@ -463,7 +474,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
         output_conn_id: str | None = None,
         csv_escape_formulas: bool = True,
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -620,7 +631,7 @@ class ButlrReportingOperator(_TimeWindowMixin, BaseOperator):
                 checked["output"]
             )  # e.g. pyarrow for Parquet, before any request        self._kill_requested = False
         stats = self._stats = ExportStats()
-        with ButlrHook(self.butlr_conn_id) as hook:
+        with new_hook(self.butlr_conn_id) as hook:
             queries = self._queries(context, hook, checked)
             check_ids_per_task(sum(q.asset_count for q in queries), checked["options"])
             rows = self._stream(hook, queries, checked["options"], stats)
@@ -796,7 +807,7 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
         exclude_days_of_week: Sequence[str] | str | None = None,
         time_ranges: Sequence[Any] | None = None,
         max_items_per_request: int = 30,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -859,7 +870,7 @@ class ButlrStatsOperator(_TimeWindowMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
         run_checks(self, self.checks, final=True)
         result: dict[str, dict[str, Any]] = {}
-        with ButlrHook(self.butlr_conn_id) as hook:
+        with new_hook(self.butlr_conn_id) as hook:
             for tz, items in self._items_by_timezone(hook).items():
                 start, stop = self._bounds(context, tz)
                 self.log.info(
@@ -913,7 +924,7 @@ class ButlrGraphQLOperator(BaseOperator):
         query: str,
         variables: dict[str, Any] | None = None,
         operation_name: str | None = None,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -940,7 +951,7 @@ class ButlrGraphQLOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         run_checks(self, self.checks, final=True)
-        with ButlrHook(self.butlr_conn_id) as hook:
+        with new_hook(self.butlr_conn_id) as hook:
             data = hook.graphql(self.query, self.variables, self.operation_name)
         return ensure_json(data, "the GraphQL data")
 
@@ -1017,7 +1028,7 @@ class ButlrDeviceHealthOperator(BaseOperator):
         max_critical_batteries: int | None = None,
         offline_after_hours: float | None = None,
         due_soon_days: int = 30,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -1062,7 +1073,7 @@ class ButlrDeviceHealthOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._apply(run_checks(self, self.checks, final=True))
-        with ButlrHook(self.butlr_conn_id) as hook:
+        with new_hook(self.butlr_conn_id) as hook:
             floors = self._floor_scope(hook)
             sensors, hives = hook.get_sensors(), hook.get_hives()
         report = device_health_report(

@@ -37,8 +37,7 @@ from airflow_provider_butlr.conditions import (
     rfc3339,
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError
-from airflow_provider_butlr.exchange import drive
-from airflow_provider_butlr.hooks.butlr import ButlrHook
+from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.reporting import (
     MEASUREMENTS,
     REPORTING_PATH,
@@ -60,6 +59,7 @@ from airflow_provider_butlr.triggers.events import (
 )
 
 if TYPE_CHECKING:  # the trigger is imported when a sensor defers, not when a DAG file is parsed
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
     from airflow_provider_butlr.triggers.butlr import ButlrTrigger
 
 # Asset kind -> (key of the asset id in reporting rows, presence measurement, traffic measurement).
@@ -79,6 +79,8 @@ def default_deferrable() -> bool:
 
 def poll_sync(hook: ButlrHook, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
     """One poll on the worker (:func:`~airflow_provider_butlr.conditions.poll_flow`) driven by the sync hook."""
+
+    from airflow_provider_butlr.exchange import drive
 
     def send(request: PollRequest) -> Any:
         return hook.request_json(request.method, request.endpoint, json=request.json, params=request.params)
@@ -113,7 +115,7 @@ class _ButlrPollingSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        butlr_conn_id: str = ButlrHook.default_conn_name,
+        butlr_conn_id: str = ButlrBaseHook.default_conn_name,
         deferrable: bool | None = None,
         max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
         max_retries: int | None = None,
@@ -148,6 +150,8 @@ class _ButlrPollingSensor(BaseSensorOperator):
     @property
     def hook(self) -> ButlrHook:
         if self._hook is None:
+            from airflow_provider_butlr.hooks.butlr import ButlrHook  # on the worker, not at parse time
+
             self._hook = ButlrHook(self.butlr_conn_id, **self.hook_params)
         return self._hook
 
