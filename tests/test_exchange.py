@@ -118,7 +118,7 @@ class _Foreign(BaseHTTPRequestHandler):
 def foreign_url() -> Iterator[str]:
     _Foreign.seen = []
     server = ThreadingHTTPServer(("127.0.0.2", 0), _Foreign)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.2:{server.server_address[1]}"
     server.shutdown()
 
@@ -164,7 +164,7 @@ def test_cross_origin_redirect_is_refused_naming_the_host(
 ) -> None:
     _Redirecting.target = f"{foreign_url}/capture"
     api = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
-    threading.Thread(target=api.serve_forever, daemon=True).start()
+    threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     url = f"http://127.0.0.1:{api.server_address[1]}"
     monkeypatch.setenv(
         "AIRFLOW_CONN_BUTLR_DEFAULT",
@@ -208,7 +208,7 @@ def test_same_origin_redirect_is_followed_with_token_and_body(
     monkeypatch: pytest.MonkeyPatch, drive: Driver
 ) -> None:
     api = ThreadingHTTPServer(("127.0.0.1", 0), _SameOrigin)
-    threading.Thread(target=api.serve_forever, daemon=True).start()
+    threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     url = f"http://127.0.0.1:{api.server_address[1]}"
     monkeypatch.setenv(
         "AIRFLOW_CONN_BUTLR_DEFAULT",

@@ -36,7 +36,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 def _serve(handler: type[BaseHTTPRequestHandler], host: str) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer((host, 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"
 
 

@@ -75,7 +75,7 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoginScript]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     conn = {
         "conn_type": "butlr",
         "host": f"http://127.0.0.1:{server.server_address[1]}",
