@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_butlr.aio import within
 from airflow_provider_butlr.exceptions import ButlrAuthError
 from airflow_provider_butlr.retry import RETRYABLE_STATUSES, TransientHTTPError, parse_retry_after
 from airflow_provider_butlr.scrub import remember_secret, scrub
@@ -457,7 +458,7 @@ async def _off_loop(call: Callable[..., T], *args: Any) -> T | None:
     Variable call the triggerer cannot serve) is a miss after ``STORE_CALL_TIMEOUT``, never a stuck
     trigger."""
     try:
-        return await asyncio.wait_for(asyncio.to_thread(call, *args), STORE_CALL_TIMEOUT)
+        return await within(asyncio.to_thread(call, *args), STORE_CALL_TIMEOUT)
     except asyncio.TimeoutError:
         log.warning(
             "The Butlr token store did not answer within %.0f s; going on without it.", STORE_CALL_TIMEOUT

@@ -17,6 +17,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
 from airflow_provider_butlr import exchange
+from airflow_provider_butlr.aio import within
 from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
 from airflow_provider_butlr.exchange import NEED_TOKEN, Answer, DropToken, Outgoing, Step
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
@@ -116,7 +117,7 @@ class ButlrAsyncHook(ButlrBaseHook):
         if rate is not None:
             await rate.aacquire()
         try:  # a total deadline: connect, headers and body
-            return exchange.pace_after(await asyncio.wait_for(self._atransmit(step, seconds), seconds), rate)
+            return exchange.pace_after(await within(self._atransmit(step, seconds), seconds), rate)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(seconds) from None
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_butlr.aio import within
 from airflow_provider_butlr.conditions import PollPlan, PollRequest, Verdict, poll_flow, rfc3339
 from airflow_provider_butlr.exceptions import (
     ButlrAPIError,
@@ -173,7 +174,7 @@ class ButlrTrigger(BaseTrigger):
                     self.polls += 1
                     try:
                         # the deadline holds while a request is in flight, not only between polls
-                        verdict, responses = await asyncio.wait_for(
+                        verdict, responses = await within(
                             poll_once(hook, plan, time.time()), max(self.deadline - time.time(), 0.001)
                         )
                     except asyncio.TimeoutError:
