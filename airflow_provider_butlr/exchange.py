@@ -210,6 +210,8 @@ class BodyReader:
 
 def limiter(settings: ButlrSettings) -> RateLimiter | None:
     """The process-wide limiter of this connection's credentials (None: extra max_requests_per_minute unset)."""
+    if not settings.max_requests_per_minute:
+        return None
     return limiter_for(settings.limiter_key, settings.max_requests_per_minute)
 
 

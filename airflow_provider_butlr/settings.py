@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,22 +51,22 @@ class ButlrSettings:
     token_cache: str = DEFAULT_TOKEN_CACHE
     token_cache_dir: str | None = None
 
-    @property
+    @cached_property  # settings are frozen: computed once, not on every request
     def secret_fingerprint(self) -> str:
         """A one-way digest of the secret: distinguishes credentials without holding the secret."""
         return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
 
-    @property
+    @cached_property  # settings are frozen: computed once, not on every request
     def cache_key(self) -> tuple[str, str, str, str, str]:
         """Token-cache key: tokens are shared only by identical credentials."""
         return (self.base_url, self.auth_type, self.login, self.audience, self.secret_fingerprint)
 
-    @property
+    @cached_property  # settings are frozen: computed once, not on every request
     def limiter_key(self) -> str:
         """Requests of identical credentials on one API share one client-side rate limit."""
         return "|".join(self.cache_key)
 
-    @property
+    @cached_property
     def origin(self) -> tuple[str, str, int]:
         """Scheme, host and port: the only place a bearer token may be sent."""
         return origin_of(self.base_url)
