@@ -57,7 +57,7 @@ from airflow_provider_butlr.reporting import (
 )
 from airflow_provider_butlr.retry import RetryPolicy, describe
 from airflow_provider_butlr.settings import ButlrSettings, origin_of, settings_from_connection
-from airflow_provider_butlr.token_store import store_for
+from airflow_provider_butlr.token_store import TokenStore, store_for
 
 if TYPE_CHECKING:  # requests is imported on the first request: DAG files that only build operators skip it
     import requests
@@ -107,6 +107,11 @@ class ButlrHook(ButlrBaseHook):
         """The connection, resolved once and validated (raises ButlrConfigurationError)."""
         return settings_from_connection(self.get_connection(self.butlr_conn_id), self.butlr_conn_id)
 
+    @cached_property
+    def token_store(self) -> TokenStore | None:
+        """Where tokens are shared beyond this process (the connection's ``token_cache``)."""
+        return store_for(self.settings)
+
     @property
     def timeout(self) -> float:
         return self.options.timeout_for(self.settings)
@@ -128,12 +133,12 @@ class ButlrHook(ButlrBaseHook):
         """A valid access token: from the process-wide cache, or a new login."""
         settings = self.settings
         return TOKEN_CACHE.get(
-            settings.cache_key, lambda: self._login(settings, self.retry_policy), store=store_for(settings)
+            settings.cache_key, lambda: self._login(settings, self.retry_policy), store=self.token_store
         )
 
     def invalidate_token(self, token: str | None = None) -> None:
         """Forget the cached token (only ``token``, if given and still cached)."""
-        TOKEN_CACHE.invalidate(self.settings.cache_key, token, store=store_for(self.settings))
+        TOKEN_CACHE.invalidate(self.settings.cache_key, token, store=self.token_store)
 
     def _login(
         self, settings: ButlrSettings, policy: RetryPolicy, timeout: float | None = None
@@ -291,7 +296,7 @@ class ButlrHook(ButlrBaseHook):
             )
             timeout = min(self.timeout, TEST_CONNECTION_TIMEOUT)
             token = self._login(settings, quick, timeout=timeout)
-            TOKEN_CACHE.put(settings.cache_key, token, store=store_for(settings))
+            TOKEN_CACHE.put(settings.cache_key, token, store=self.token_store)
             data = self.graphql(TEST_CONNECTION_QUERY, policy=quick, timeout=timeout)
             sites = ((data or {}).get("sites") or {}).get("data") or []
             return True, (

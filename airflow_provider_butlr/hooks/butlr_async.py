@@ -23,7 +23,7 @@ from airflow_provider_butlr.exchange import NEED_TOKEN, Answer, DropToken, Outgo
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
-from airflow_provider_butlr.token_store import store_for
+from airflow_provider_butlr.token_store import TokenStore, store_for
 
 
 class ButlrAsyncHook(ButlrBaseHook):
@@ -80,11 +80,17 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     # --- tokens --------------------------------------------------------------------------------
 
+    def _token_store(self, settings: ButlrSettings) -> TokenStore | None:
+        """Where tokens are shared beyond this process, looked up once per hook."""
+        if not hasattr(self, "_store"):
+            self._store = store_for(settings)
+        return self._store
+
     async def aget_token(self) -> str:
         """A valid token from the process-wide cache (shared with the sync hook), else a login."""
         settings = await self.aget_settings()
         return await TOKEN_CACHE.aget(
-            settings.cache_key, lambda: self._alogin(settings), store=store_for(settings)
+            settings.cache_key, lambda: self._alogin(settings), store=self._token_store(settings)
         )
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
@@ -108,7 +114,7 @@ class ButlrAsyncHook(ButlrBaseHook):
             return await self.aget_token()
         if isinstance(step, DropToken):
             settings = await self.aget_settings()
-            await TOKEN_CACHE.ainvalidate(settings.cache_key, step.token, store=store_for(settings))
+            await TOKEN_CACHE.ainvalidate(settings.cache_key, step.token, store=self._token_store(settings))
             return None
         assert isinstance(step, Outgoing)
         settings = await self.aget_settings()

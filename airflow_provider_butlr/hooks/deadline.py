@@ -39,11 +39,13 @@ class _Watchdog:
     def arm(self, deadline: float, action: Callable[[], None]) -> int:
         with self._wake:
             handle = next(self._ids)
+            earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, handle, action))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="butlr-deadlines", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if earliest:  # the thread sleeps until the earliest deadline: wake it only for a new earliest
+                self._wake.notify()
             return handle
 
     def disarm(self, handle: int) -> None:
