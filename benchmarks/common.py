@@ -33,15 +33,15 @@ def prepare_airflow_env() -> None:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
-def butlr_connection_json(url: str, client_id: str, client_secret: str, audience: str) -> str:
-    """A ``butlr`` connection for the emulator, as an ``AIRFLOW_CONN_*`` JSON value."""
+def butlr_connection_json(url: str, client_id: str, client_secret: str, audience: str, **extra: Any) -> str:
+    """A ``butlr`` connection for the emulator, as an ``AIRFLOW_CONN_*`` JSON value (``extra`` added)."""
     return json.dumps(
         {
             "conn_type": "butlr",
             "host": url,
             "login": client_id,
             "password": client_secret,
-            "extra": {"audience": audience, "auth_type": "client_credentials", "timeout": 30},
+            "extra": {"audience": audience, "auth_type": "client_credentials", "timeout": 30, **extra},
         }
     )
 

@@ -65,7 +65,7 @@ def export_once(
         env = {
             **os.environ,
             f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": butlr_connection_json(
-                url, client_id, client_secret, audience
+                url, client_id, client_secret, audience, **spec.pop("connection_extra", {})
             ),
             f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection_json(url),
         }

@@ -54,6 +54,17 @@ def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResul
             "1h",
             {"max_ids_per_request": 2, "max_concurrency": 5},
         ),
+        "ButlrReportingOperator, 2 rooms/request, max_concurrency=5, extra max_requests_per_minute": (
+            "operator",
+            small_rooms,
+            1,
+            "1h",
+            {
+                "max_ids_per_request": 2,
+                "max_concurrency": 5,
+                "connection_extra": {"max_requests_per_minute": PER_MINUTE},
+            },
+        ),
         "HttpHook loop, 2 rooms/request": ("httphook", small_rooms, 1, "1h", {"ids_per_batch": 2}),
     }
     figures: dict[str, dict[str, Any]] = {}
@@ -79,7 +90,7 @@ def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResul
                 {k: run_figures[k] for k in ("seconds", "requests", "refused", "rows", "peak_rss")},
             )
         )
-    big_op, big_loop, floor, small_op, small_loop = (figures[name] for name in contenders)
+    big_op, big_loop, floor, small_op, small_limited, small_loop = (figures[name] for name in contenders)
     small_requests = -(-small_rooms // 2)
     rate_floor = 60.0 * ((small_requests - 1) // PER_MINUTE)
     result.ratios = {
@@ -87,6 +98,8 @@ def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResul
         "httphook_seconds_over_floor": ratio(big_loop["seconds"], floor["seconds"]),
         "operator_requests_over_httphook": ratio(big_op["requests"], big_loop["requests"]),
         "small_operator_seconds_over_rate_floor": ratio(small_op["seconds"], rate_floor),
+        "small_limited_operator_seconds_over_rate_floor": ratio(small_limited["seconds"], rate_floor),
+        "small_limited_operator_answers_429": small_limited["refused"],
         "small_httphook_seconds_over_rate_floor": ratio(small_loop["seconds"], rate_floor),
     }
     if not limited:
