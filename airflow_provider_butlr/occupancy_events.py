@@ -38,6 +38,37 @@ SOURCES = ("auto", "presence", "traffic")
 MAX_WINDOW_MINUTES = 240
 
 
+def minute_median_requests(
+    kind: str,
+    ids: list[str],
+    measurements: list[str],
+    traffic: str | None,
+    lookback: float,
+    limits: BatchLimits,
+    stop: datetime,
+) -> list[PollRequest]:
+    """Current occupancy as Butlr's own tools read it: the median of 1-minute windows over the latest
+    ``lookback`` seconds, per measurement and id batch (traffic calibrated). Shared by the occupancy
+    sensor and the event trigger; each request is re-timed to "now" when rendered."""
+    requests = []
+    for measurement in measurements:
+        for chunk in split_ids(ids, limits.for_span(timedelta(seconds=lookback))):
+            body = build_reporting_body(
+                measurement=measurement,
+                kind=kind,
+                ids=chunk,
+                start=stop - timedelta(seconds=lookback),
+                stop=stop,
+                every="1m",
+                function="median",
+                include_zeros=True,
+                calibrated="true" if measurement == traffic else None,
+            )
+            body["window"]["create_empty"] = False  # a missing minute must not read as nobody there
+            requests.append(PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback))
+    return requests
+
+
 @dataclass(frozen=True)
 class OccupancyWatch:
     """What one poll asks for: ``kind`` ids, from ``source``, over the latest ``window_minutes``."""
@@ -81,27 +112,16 @@ class OccupancyWatch:
 
     def requests(self) -> list[PollRequest]:
         """The reporting requests of one poll (their time range is set when rendered at poll time)."""
-        lookback = self.window_minutes * MINUTE
-        traffic = KIND_MEASUREMENTS[self.kind][2]
         stop = datetime(2025, 1, 1, tzinfo=timezone.utc)  # placeholder: PollRequest.render re-times it
-        limits = BatchLimits.from_args(self.max_ids_per_request)
-        requests = []
-        for measurement in self.measurements():
-            for chunk in split_ids(list(self.ids), limits.for_span(timedelta(seconds=lookback))):
-                body = build_reporting_body(
-                    measurement=measurement,
-                    kind=self.kind,
-                    ids=chunk,
-                    start=stop - timedelta(seconds=lookback),
-                    stop=stop,
-                    every="1m",
-                    function="median",
-                    include_zeros=True,
-                    calibrated="true" if measurement == traffic else None,
-                )
-                body["window"]["create_empty"] = False  # a missing minute must not read as nobody there
-                requests.append(PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback))
-        return requests
+        return minute_median_requests(
+            self.kind,
+            list(self.ids),
+            self.measurements(),
+            KIND_MEASUREMENTS[self.kind][2],
+            self.window_minutes * MINUTE,
+            BatchLimits.from_args(self.max_ids_per_request),
+            stop,
+        )
 
     def minutes(self, responses: Iterable[Any]) -> dict[str, list[tuple[float, float]]]:
         """``{asset id: [(minute start, occupancy), ...]}`` sorted by time; the highest source wins."""

@@ -38,6 +38,7 @@ from airflow_provider_butlr.conditions import (
 )
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.occupancy_events import minute_median_requests
 from airflow_provider_butlr.reporting import (
     MEASUREMENTS,
     REPORTING_PATH,
@@ -625,25 +626,10 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
             "auto": [presence, traffic],
         }
         measurements = [m for m in sources[self.source] if m]
-        lookback = self.search_minutes * 60.0
         now = time.time()
         stop = datetime.fromtimestamp(now - now % 60, tz=dt_timezone.utc)  # re-set at every poll
-        requests = []
-        for measurement in measurements:
-            for chunk in split_ids(ids, self.limits.for_span(timedelta(seconds=lookback))):
-                body = build_reporting_body(
-                    measurement=measurement,
-                    kind=kind,
-                    ids=chunk,
-                    start=stop - timedelta(seconds=lookback),
-                    stop=stop,
-                    every="1m",
-                    function="median",
-                    include_zeros=True,
-                    calibrated="true" if measurement == traffic else None,
-                )
-                body["window"]["create_empty"] = False  # a missing minute must not read as zero people
-                requests.append(PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback))
+        lookback = self.search_minutes * 60.0
+        requests = minute_median_requests(kind, ids, measurements, traffic, lookback, self.limits, stop)
         condition = Occupancy(
             row_key, ids, self.op, self._threshold(), self.match, latest=self.lookback_minutes
         )
