@@ -25,6 +25,8 @@ from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 from airflow_provider_butlr.token_store import TokenStore, store_for
 
+_UNRESOLVED = object()  # the token store is looked up once, on the first token
+
 
 class ButlrAsyncHook(ButlrBaseHook):
     """Async Butlr client; use it as ``async with ButlrAsyncHook(conn_id) as hook:``.
@@ -39,6 +41,7 @@ class ButlrAsyncHook(ButlrBaseHook):
         super().__init__(*args, **kwargs)
         self._settings: ButlrSettings | None = None
         self._client: httpx.AsyncClient | None = None
+        self._store: TokenStore | object | None = _UNRESOLVED
 
     # --- connection, settings, client ----------------------------------------------------------
 
@@ -82,9 +85,9 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     def _token_store(self, settings: ButlrSettings) -> TokenStore | None:
         """Where tokens are shared beyond this process, looked up once per hook."""
-        if not hasattr(self, "_store"):
+        if self._store is _UNRESOLVED:
             self._store = store_for(settings)
-        return self._store
+        return self._store  # type: ignore[return-value]
 
     async def aget_token(self) -> str:
         """A valid token from the process-wide cache (shared with the sync hook), else a login."""
