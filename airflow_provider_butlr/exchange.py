@@ -121,6 +121,7 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     parse_json: bool = True
+    decode: Callable[[bytes], Any] | None = None  # how a 2xx body becomes the payload (None: JSON)
 
     @property
     def is_graphql(self) -> bool:
@@ -265,6 +266,7 @@ def make_call(
     path: str,
     *,
     parse_json: bool = True,
+    decode: Callable[[bytes], Any] | None = None,
     **options: Unpack[CallOptions],
 ) -> Call:
     """Validate and describe one API call (refuses foreign hosts before anything is sent)."""
@@ -279,6 +281,7 @@ def make_call(
         headers={**default_headers(body), **(options.get("headers") or {})},
         timeout=options.get("timeout"),
         parse_json=parse_json,
+        decode=decode,
     )
 
 
@@ -409,7 +412,7 @@ def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
     if status in NO_CONTENT_STATUSES or not call.parse_json:
         return Outcome(answer)
     try:
-        return Outcome(answer, decode_json(answer.body))
+        return Outcome(answer, (call.decode or decode_json)(answer.body))
     except JSONTooDeep as err:
         raise TransientDataError(f"{err} in a {status} answer") from err
     except ValueError as err:

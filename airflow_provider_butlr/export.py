@@ -38,14 +38,14 @@ from airflow_provider_butlr.reporting import (
     check_positive_int,
     flatten_response,
     format_time,
-    page_info,
     plan_units,
-    response_data,
     row_sort_key,
     split_ids,
     split_range,
     window_floor,
 )
+from airflow_provider_butlr.reporting_answer import ReportingAnswer
+from airflow_provider_butlr.typed_rows import decode_flat_rows
 
 if TYPE_CHECKING:
     from airflow_provider_butlr.hooks.butlr import ButlrHook
@@ -157,61 +157,95 @@ def _describe(unit: ExportUnit) -> str:
     )
 
 
+@dataclass
+class Page:
+    """One answer of a unit; its rows are decoded and flattened on first use (by the consumer)."""
+
+    unit: ExportUnit
+    answer: ReportingAnswer
+    _rows: list[Row] | None = None
+
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            unit, raw = self.unit, self.answer.raw_data
+            rows = (
+                None
+                if raw is None
+                else decode_flat_rows(raw, unit.measurement, unit.function, unit.query.zone)
+            )
+            if rows is None:  # nested, unusual or already decoded: the generic reader
+                rows = list(
+                    flatten_response(
+                        {"data": self.answer.data()},
+                        measurement=unit.measurement,
+                        function=unit.function,
+                        timezone=unit.query.zone,
+                    )
+                )
+            self._rows = rows
+        return self._rows
+
+    def count(self) -> int:
+        """Rows in this page (a flat list is counted without flattening)."""
+        data = self.answer.data()
+        return len(data) if isinstance(data, list) else len(self.rows())
+
+
+def unit_rows(pages: Iterable[Page]) -> list[Row]:
+    """The rows of a unit's pages in the export's deterministic order (pages are released as read)."""
+    rows: list[Row] = []
+    for page in pages:
+        rows.extend(page.rows())
+        page._rows = None
+    rows.sort(key=row_sort_key)
+    return rows
+
+
 def fetch_pages(
     fetch: Fetch, unit: ExportUnit, page_limit: int | None, stats: ExportStats
-) -> list[Row] | None:
-    """Every row of one unit, or None when the (first) answer came back empty.
+) -> list[Page] | None:
+    """Every answer of one unit, or None when the (first) answer came back empty.
 
     Without ``page_limit`` the unit is asked once without ``paginate``; a ``page_info`` announcing
     more pages (a server that pages by default) is followed with its own page size. With
     ``page_limit`` every page is asked; ``page_info`` is used only when it carries counts (real
     answers often zero it while ``data`` holds rows), otherwise a full page means "ask for the next".
+    Rows are not decoded here unless paging needs their count: the caller's thread does that.
     """
-    rows: list[Row] = []
-    previous: tuple[Any, ...] | None = None
+    pages: list[Page] = []
     announced = 0  # pages the last page_info with counts announced (0: unknown)
     limit = page_limit
-    for page in range(1, MAX_PAGES_PER_UNIT + 1):
+    for number in range(1, MAX_PAGES_PER_UNIT + 1):
         if stats.stopped:
             raise ButlrError(f"the export was stopped after {stats.requests} request(s)")
-        payload = fetch(unit.body() if limit is None else unit.body(page, limit))
+        answer = ReportingAnswer.from_payload(
+            fetch(unit.body() if limit is None else unit.body(number, limit))
+        )
         stats.add(requests=1)
-        data = response_data(payload)
-        if not data and page <= announced:
+        if answer.empty and number <= announced:
             raise ButlrDataError(
-                f"the reporting API returned an empty page {page} of the {announced} it announced for "
+                f"the reporting API returned an empty page {number} of the {announced} it announced for "
                 f"{_describe(unit)} (a silent truncation?); refusing to export the unit without it"
             )
-        if not data:
-            return None if page == 1 else rows
-        page_rows = list(
-            flatten_response(
-                payload, measurement=unit.measurement, function=unit.function, timezone=unit.query.zone
-            )
-        )
-        info = page_info(payload)
-        del payload, data  # the decoded answer is dropped as soon as its rows exist
-        signature = (
-            len(page_rows),
-            tuple(sorted(page_rows[0].items())),
-            tuple(sorted(page_rows[-1].items())),
-        )
-        if signature == previous:
+        if answer.empty:
+            return None if number == 1 else pages
+        if pages and answer.same_data_as(pages[-1].answer):
             raise ButlrDataError(
-                f"the reporting API returned page {page} identical to page {page - 1} for {_describe(unit)}: "
-                "it seems to ignore 'paginate'; refusing to export duplicated rows"
+                f"the reporting API returned page {number} identical to page {number - 1} for "
+                f"{_describe(unit)}: it seems to ignore 'paginate'; refusing to export duplicated rows"
             )
-        previous = signature
-        rows.extend(page_rows)
+        page = Page(unit, answer)
+        pages.append(page)
+        info = answer.page_info
         if info.get("total_item_count", 0) > 0 and info.get("total_pages", 0) > 0:
             announced = info["total_pages"]
-            more = page < announced
+            more = number < announced
         else:
-            more = limit is not None and len(page_rows) >= limit
+            more = limit is not None and page.count() >= limit
         if not more:
-            return rows
+            return pages
         if limit is None:  # the server paged on its own: follow with its page size
-            limit = info.get("limit") or info.get("page_item_count") or len(page_rows)
+            limit = info.get("limit") or info.get("page_item_count") or page.count()
     raise ButlrDataError(
         f"more than {MAX_PAGES_PER_UNIT} pages for {_describe(unit)}; lower the range per request"
     )
@@ -298,20 +332,19 @@ class _Context:
     stats: ExportStats
 
 
-def fetch_unit(ctx: _Context, unit: ExportUnit) -> list[Row]:
-    """All rows of one unit, sorted; cut to the learned sizes first."""
-    pieces = ctx.adaptation.fit(unit)
-    rows: list[Row] = []
-    for piece in pieces:
-        rows.extend(_fetch_piece(ctx, piece))
-    return sorted(rows, key=row_sort_key)
+def fetch_unit(ctx: _Context, unit: ExportUnit) -> list[Page]:
+    """Every answer of one unit (cut to the learned sizes first); rows are read with :func:`unit_rows`."""
+    pages: list[Page] = []
+    for piece in ctx.adaptation.fit(unit):
+        pages.extend(_fetch_piece(ctx, piece))
+    return pages
 
 
-def _fetch_piece(ctx: _Context, unit: ExportUnit) -> list[Row]:
-    rows = fetch_pages(ctx.fetch, unit, ctx.options.page_limit, ctx.stats)
-    if rows is not None:
+def _fetch_piece(ctx: _Context, unit: ExportUnit) -> list[Page]:
+    pages = fetch_pages(ctx.fetch, unit, ctx.options.page_limit, ctx.stats)
+    if pages is not None:
         ctx.adaptation.answered(unit)
-        return rows
+        return pages
     if len(unit.ids) > 1:
         half = len(unit.ids) // 2
         halves, by_ids = [unit.with_ids(unit.ids[:half]), unit.with_ids(unit.ids[half:])], True
@@ -329,13 +362,13 @@ def _fetch_piece(ctx: _Context, unit: ExportUnit) -> list[Row]:
         _describe(unit),
         "its ids" if by_ids else "its range",
     )
-    rows = []
+    pages = []
     for part in halves:
-        part_rows = _fetch_piece(ctx, part)
-        if part_rows:
+        part_pages = _fetch_piece(ctx, part)
+        if part_pages:
             ctx.adaptation.learn(part, by_ids)
-        rows.extend(part_rows)
-    return rows
+        pages.extend(part_pages)
+    return pages
 
 
 def iter_export_rows(
@@ -358,12 +391,12 @@ def iter_export_rows(
         adaptation = Adaptation(
             max(len(units), MIN_EXTRA_REQUESTS) if extra is None else extra, options.limits.long_range
         )
-    # One worker per allowed request in flight; the caller consumes (writes) the rows of one unit
+    # One worker per allowed request in flight; the caller decodes and writes the rows of one unit
     # while the workers fetch the next ones, so even one request at a time overlaps the server's
     # time with the client's.
     local = threading.local()
 
-    def work(unit: ExportUnit) -> list[Row]:
+    def work(unit: ExportUnit) -> list[Page]:
         ctx = getattr(local, "ctx", None)
         if ctx is None:
             ctx = local.ctx = _Context(fetch_factory(), options, adaptation, stats)
@@ -372,16 +405,19 @@ def iter_export_rows(
     pool = ThreadPoolExecutor(max_workers=options.max_concurrency, thread_name_prefix="butlr-export")
     try:
         todo = iter(units)
-        in_flight: deque[Future[list[Row]]] = deque(
+        in_flight: deque[Future[list[Page]]] = deque(
             pool.submit(work, u) for u in islice(todo, options.max_concurrency)
         )
         while in_flight:
-            rows = in_flight.popleft().result()
+            pages = in_flight.popleft().result()
             if stats.stopped:  # never a silently shortened export
                 raise ButlrError(f"the export was stopped after {stats.requests} request(s)")
             following = next(todo, None)
             if following is not None:
                 in_flight.append(pool.submit(work, following))
+            # Decoded, flattened and sorted here, not in the worker: the next request is already out.
+            rows = unit_rows(pages)
+            del pages
             stats.add(units=1, rows=len(rows))
             yield from rows
             del rows
@@ -434,11 +470,11 @@ def _run(
 
     def fetch_factory() -> Fetch:
         if options.max_concurrency == 1:
-            return hook.query_reporting
+            return hook.fetch_reporting_answer
         worker = hook.for_worker()
         with lock:
             workers.append(worker)
-        return worker.query_reporting
+        return worker.fetch_reporting_answer
 
     try:
         yield from iter_export_rows(units, fetch_factory, options, stats)

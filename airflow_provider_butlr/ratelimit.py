@@ -11,6 +11,11 @@ window): at most ``per_minute`` requests start in any 60 seconds, and a burst of
 ``2 x per_minute`` requests into one rolling minute, so a server counting per minute is never
 tripped. Each caller reserves its slot under a lock and then waits outside it (first come, first
 served; no busy loop).
+
+A server counts a request when it arrives, which is some time between its send and its answer
+(latency, queueing behind other requests). So a request sent through :meth:`RateLimiter.sending`
+gives its slot back one minute after its *answer*: the next request that takes the slot reaches
+the server more than a minute after the one before it, however late that one was counted.
 """
 
 from __future__ import annotations
@@ -19,9 +24,19 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 WINDOW_SECONDS = 60.0
+
+
+class _Slot:
+    """One booked request: when it started, then (once answered) when its answer came."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class RateLimiter:
@@ -37,7 +52,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._slots: deque[float] = deque()  # start times of the last ``per_minute`` requests
+        self._slots: deque[_Slot] = deque()  # the last ``per_minute`` requests, in booking order
         self._not_before = 0.0
         self.per_minute = per_minute
         self.set_rate(per_minute)
@@ -50,17 +65,25 @@ class RateLimiter:
             while len(self._slots) > per_minute:
                 self._slots.popleft()
 
-    def reserve(self) -> float:
-        """Book the next slot; the seconds to wait before sending (0 when one is free now)."""
+    def _book(self) -> tuple[float, _Slot]:
         with self._lock:
             now = self._clock()
-            slot = max(now, self._not_before)
+            at = max(now, self._not_before)
             if len(self._slots) >= self.per_minute:
-                slot = max(slot, self._slots.popleft() + WINDOW_SECONDS)
-            if self._slots and slot < self._slots[-1]:
-                slot = self._slots[-1]
+                at = max(at, self._slots.popleft().at + WINDOW_SECONDS)
+            if self._slots and at < self._slots[-1].at:
+                at = self._slots[-1].at
+            slot = _Slot(at)
             self._slots.append(slot)
-            return slot - now
+            return at - now, slot
+
+    def _answered(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.at = max(slot.at, self._clock())
+
+    def reserve(self) -> float:
+        """Book the next slot; the seconds to wait before sending (0 when one is free now)."""
+        return self._book()[0]
 
     def acquire(self) -> float:
         """Wait (sleeping) until this request may be sent; the seconds waited."""
@@ -75,6 +98,28 @@ class RateLimiter:
         if delay > 0:
             await asyncio.sleep(delay)
         return max(delay, 0.0)
+
+    @contextmanager
+    def sending(self) -> Iterator[float]:
+        """Wait for a slot, send in the block; the slot comes back a minute after the block ends."""
+        delay, slot = self._book()
+        if delay > 0:
+            self._sleep(delay)
+        try:
+            yield max(delay, 0.0)
+        finally:
+            self._answered(slot)
+
+    @asynccontextmanager
+    async def asending(self) -> AsyncIterator[float]:
+        """:meth:`sending` for the async hook."""
+        delay, slot = self._book()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            yield max(delay, 0.0)
+        finally:
+            self._answered(slot)
 
     def hold(self, seconds: float) -> None:
         """No new request starts within ``seconds`` (a server's ``Retry-After``, for every caller)."""

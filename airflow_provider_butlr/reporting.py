@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -895,13 +896,6 @@ def response_data(payload: Any) -> Any:
     return data
 
 
-def page_info(payload: Any) -> dict[str, int]:
-    info = payload.get("page_info") if isinstance(payload, Mapping) else None
-    if not isinstance(info, Mapping):
-        return {}
-    return {k: int(v) for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
     """An empty row with every column, in ``ROW_COLUMNS`` order (strings empty, numbers None)."""
     row: Row = dict(_EMPTY_ROW)
@@ -1105,19 +1099,11 @@ def _path_to_api(path: Mapping[str, str]) -> dict[str, str]:
     return {reverse.get(column, column): value for column, value in path.items()}
 
 
-def row_sort_key(row: Row) -> tuple[str, ...]:
-    """Deterministic order inside one unit: asset, time, then the per-row discriminators."""
-    return (
-        str(row.get("asset_id", "")),
-        str(row.get("time", "")),
-        str(row.get("field", "")),
-        str(row.get("sensor_id", "")),
-        str(row.get("mac_address", "")),
-        str(row.get("room_id", "")),
-        str(row.get("zone_id", "")),
-        str(row.get("floor_id", "")),
-        str(row.get("tag_id", "")),
-    )
+row_sort_key: Callable[[Row], tuple[str, ...]] = itemgetter(
+    "asset_id", "time", "field", "sensor_id", "mac_address", "room_id", "zone_id", "floor_id", "tag_id"
+)
+"""Deterministic order inside one unit: asset, time, then the per-row discriminators (all text
+columns, ``""`` when empty, in every row :func:`row_from_api` makes)."""
 
 
 def flatten_stats(payload: Any) -> dict[str, dict[str, float | int | None]]:

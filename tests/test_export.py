@@ -22,6 +22,7 @@ from airflow_provider_butlr.export import (
     fetch_pages,
     iter_export_rows,
     run_export,
+    unit_rows,
 )
 from airflow_provider_butlr.reporting import (
     ASSET_KINDS,
@@ -364,8 +365,8 @@ def test_a_full_page_with_zeroed_page_info_asks_for_the_next_one() -> None:
         asked.append(page)
         return {"data": pages.get(page, []), "page_info": zeroed}
 
-    rows = fetch_pages(fetch, unit(), 3, ExportStats())
-    assert asked == [1, 2] and rows is not None and [r["value"] for r in rows] == [0, 1, 2, 3]
+    pages = fetch_pages(fetch, unit(), 3, ExportStats())
+    assert asked == [1, 2] and pages is not None and [r["value"] for r in unit_rows(pages)] == [0, 1, 2, 3]
 
 
 def test_a_server_ignoring_paginate_is_refused_not_duplicated() -> None:
@@ -595,9 +596,9 @@ def test_pages_are_asked_only_when_page_info_announces_more() -> None:
         info = {"page": page, "page_item_count": 2, "total_item_count": 5, "total_pages": 3}
         return {"data": [row("room_1", h) for h in range(2 * page - 2, min(2 * page, 5))], "page_info": info}
 
-    rows = fetch_pages(fetch, unit(), None, ExportStats())
+    pages = fetch_pages(fetch, unit(), None, ExportStats())
     assert asked == [None, {"page": 2, "limit": 2}, {"page": 3, "limit": 2}]
-    assert rows is not None and [r["value"] for r in rows] == [0, 1, 2, 3, 4]
+    assert pages is not None and [r["value"] for r in unit_rows(pages)] == [0, 1, 2, 3, 4]
     asked.clear()
     zeroed = {"page": 1, "page_item_count": 0, "total_item_count": 0, "total_pages": 1}
     assert fetch_pages(
@@ -625,12 +626,13 @@ def test_jsonl_lines_are_the_same_with_or_without_msgspec(monkeypatch: pytest.Mo
         },
         {**dict.fromkeys(ROW_COLUMNS, ""), "value": 7, "null_percentage": 0.25, "data_incomplete": True},
     ]
-    fast, plain = io.StringIO(), io.StringIO()
+    fast, plain = io.BytesIO(), io.BytesIO()
     assert _jsonl_write(rows, fast) == 2
     monkeypatch.setitem(sys.modules, "msgspec", None)  # as on an Airflow without msgspec
     assert _jsonl_write(rows, plain) == 2
-    parse = lambda text: [json.loads(line) for line in text.splitlines()]  # noqa: E731
-    assert parse(fast.getvalue()) == parse(plain.getvalue()) == rows
+    assert fast.getvalue() == plain.getvalue()  # the same bytes: UTF-8, no spaces, no \u escapes
+    parse = lambda data: [json.loads(line) for line in data.decode().splitlines()]  # noqa: E731
+    assert parse(fast.getvalue()) == rows
     assert list(parse(fast.getvalue())[0]) == list(ROW_COLUMNS)  # column order kept
 
 

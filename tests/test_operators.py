@@ -648,14 +648,14 @@ def test_sigterm_stops_an_export_and_leaves_no_temporary_file(
         max_ids_per_request=5,
         output_path=str(out),
     )
-    query_reporting = ButlrHook.query_reporting
+    fetch_reporting_answer = ButlrHook.fetch_reporting_answer
 
     def answer_then_terminate(hook: ButlrHook, body: Any) -> Any:
-        payload = query_reporting(hook, body)
+        answer = fetch_reporting_answer(hook, body)
         os.kill(os.getpid(), signal.SIGTERM)
-        return payload
+        return answer
 
-    monkeypatch.setattr(ButlrHook, "query_reporting", answer_then_terminate)
+    monkeypatch.setattr(ButlrHook, "fetch_reporting_answer", answer_then_terminate)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # as the task runner does
     try:
         with pytest.raises(

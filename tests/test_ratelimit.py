@@ -84,6 +84,38 @@ def test_aacquire_awaits_instead_of_sleeping(monkeypatch: pytest.MonkeyPatch) ->
     assert awaited == [60.0] and clock.sleeps == []
 
 
+def test_a_slot_comes_back_a_minute_after_the_answer_not_the_send() -> None:
+    """The server counted the request somewhere between send and answer: the answer is the safe end."""
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
+    with limiter.sending() as waited:
+        clock.now += 4.0  # a slow answer (latency, queueing at the server)
+    assert waited == 0.0
+    with limiter.sending():
+        pass  # answered at once, at 1004
+    assert starts(limiter, clock, 2) == [1064.0, 1064.0]  # not 1060 and 1064
+
+
+def test_asending_gives_the_slot_back_after_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+    awaited: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        awaited.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(ratelimit.asyncio, "sleep", fake_sleep)
+
+    async def two() -> None:
+        for _ in range(2):
+            async with limiter.asending():
+                clock.now += 2.5
+
+    asyncio.run(two())
+    assert awaited == [60.0] and clock.now == 1000.0 + 2.5 + 60.0 + 2.5
+
+
 def test_a_server_retry_after_holds_every_caller() -> None:
     clock = FakeClock()
     limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)

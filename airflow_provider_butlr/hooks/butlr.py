@@ -7,7 +7,7 @@ moves bytes with ``requests``; every rule about answers lives in the exchange.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ from airflow_provider_butlr.reporting import (
     flatten_stats,
     split_ids,
 )
+from airflow_provider_butlr.reporting_answer import ReportingAnswer, decode_reporting_answer
 from airflow_provider_butlr.retry import RetryPolicy, describe
 from airflow_provider_butlr.settings import ButlrSettings, origin_of, settings_from_connection
 from airflow_provider_butlr.token_store import TokenStore, store_for
@@ -197,9 +198,11 @@ class ButlrHook(ButlrBaseHook):
             return None
         assert isinstance(step, Outgoing)
         rate = limiter(self.settings)
-        if rate is not None:
-            rate.acquire()
-        return pace_after(self._transmit(step), rate)
+        if rate is None:
+            return self._transmit(step)
+        with rate.sending():
+            answer = self._transmit(step)
+        return pace_after(answer, rate)
 
     def _transmit(self, out: Outgoing) -> Answer:
         """Send one request; the whole answer within the timeout (a total deadline) and the size cap."""
@@ -241,9 +244,10 @@ class ButlrHook(ButlrBaseHook):
         *,
         parse_json: bool,
         policy: RetryPolicy | None,
+        decode: Callable[[bytes], Any] | None = None,
         **options: Unpack[CallOptions],
     ) -> Outcome:
-        call = make_call(self.settings, method, path, parse_json=parse_json, **options)
+        call = make_call(self.settings, method, path, parse_json=parse_json, decode=decode, **options)
         return with_retries(
             lambda: drive(authorised_flow(call, self.settings), self._perform),
             policy or self.retry_policy,
@@ -377,6 +381,19 @@ class ButlrHook(ButlrBaseHook):
         if not isinstance(payload, dict):
             raise ButlrDataError(f"Butlr reporting answered a {type(payload).__name__}, not a JSON object")
         return payload
+
+    def fetch_reporting_answer(self, body: Mapping[str, Any]) -> ReportingAnswer:
+        """One ``POST /api/v3/reporting`` call as a :class:`ReportingAnswer`: ``page_info`` and
+        whether there is data are known at once; the rows are decoded when first asked for."""
+        answer: ReportingAnswer = self._exchange(
+            "POST",
+            REPORTING_PATH,
+            parse_json=True,
+            policy=None,
+            decode=decode_reporting_answer,
+            json=dict(body),
+        ).payload
+        return answer
 
     def query_stats(
         self,

@@ -11,6 +11,7 @@ import os
 import ssl
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import httpx
@@ -123,12 +124,12 @@ class ButlrAsyncHook(ButlrBaseHook):
         settings = await self.aget_settings()
         seconds = step.timeout or self.options.timeout_for(settings)
         rate = exchange.limiter(settings)
-        if rate is not None:
-            await rate.aacquire()
-        try:  # a total deadline: connect, headers and body
-            return exchange.pace_after(await within(self._atransmit(step, seconds), seconds), rate)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(seconds) from None
+        async with rate.asending() if rate is not None else nullcontext():
+            try:  # a total deadline: connect, headers and body
+                answer = await within(self._atransmit(step, seconds), seconds)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(seconds) from None
+        return exchange.pace_after(answer, rate)
 
     async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
         """Send one request; the whole answer within the size cap (the caller bounds the time)."""

@@ -1,0 +1,131 @@
+"""A reporting answer read in two steps: its envelope where it arrives, its rows where they are used.
+
+An export's worker only needs to know whether an answer has data and what its ``page_info`` says
+before it sends the next request; decoding tens of MB of rows there would put that CPU time
+between two requests. With msgspec (Airflow 3.3 ships it) the envelope is decoded alone and
+``data`` is kept as raw JSON (``msgspec.Raw``, a view of the body, validated but not built) until
+:meth:`ReportingAnswer.data` is called, typically by the thread that writes the rows. Without
+msgspec the whole body is decoded at once, as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from airflow_provider_butlr.exceptions import ButlrDataError
+
+_EMPTY_JSON = re.compile(rb"\s*(?:null|\[\s*\]|\{\s*\})\s*\Z")
+
+
+class ReportingAnswer:
+    """``data`` (decoded on first use, then kept) and ``page_info`` of one reporting answer."""
+
+    __slots__ = ("_data", "_raw", "page_info")
+
+    def __init__(self, page_info: Any, *, data: Any = None, raw: Any = None) -> None:
+        self.page_info = _counts(page_info)
+        self._raw = raw  # raw JSON of "data" (bytes-like), or None once decoded / when given decoded
+        self._data = data
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ReportingAnswer:
+        """From a decoded answer (a JSON object with ``data``); refuses any other shape."""
+        if isinstance(payload, ReportingAnswer):
+            return payload
+        if not isinstance(payload, Mapping):
+            raise ButlrDataError(f"Butlr reporting answered a {type(payload).__name__}, not a JSON object")
+        if "data" not in payload:
+            raise ButlrDataError("reporting response has no 'data'")
+        return cls(payload.get("page_info"), data=_checked(payload["data"]))
+
+    @property
+    def empty(self) -> bool:
+        """Whether ``data`` holds nothing (null, [] or {}), without decoding a large one."""
+        if self._raw is not None:
+            return _EMPTY_JSON.match(self._raw) is not None
+        return not self._data
+
+    @property
+    def raw_data(self) -> Any:
+        """``data`` as raw JSON (bytes-like) while it has not been decoded; None otherwise."""
+        return self._raw
+
+    def data(self) -> list[Any] | Mapping[str, Any]:
+        """The decoded ``data`` (a list of rows or a nested object; ``[]`` for null)."""
+        if self._raw is not None:
+            from airflow_provider_butlr.exchange import DEPTH_CHECK_MAX_BYTES, JSONTooDeep, decode_json
+
+            raw, self._raw = self._raw, None
+            try:
+                # a small one is copied for decode_json's depth check; a large one is decoded in place
+                self._data = _checked(decode_json(raw if len(raw) > DEPTH_CHECK_MAX_BYTES else bytes(raw)))
+            except JSONTooDeep as err:
+                raise ButlrDataError(f"reporting 'data' is {err}") from None
+            except ValueError as err:
+                raise ButlrDataError(f"reporting 'data' is not valid JSON: {err}") from None
+        return self._data if self._data is not None else []
+
+    def same_data_as(self, other: ReportingAnswer) -> bool:
+        """Whether two answers carry the same ``data`` (a server ignoring ``paginate``)."""
+        if self._raw is not None and other._raw is not None:
+            return bool(self._raw == other._raw)
+        return self.data() == other.data()
+
+
+def _checked(data: Any) -> Any:
+    if data is not None and not isinstance(data, (list, Mapping)):
+        raise ButlrDataError(f"reporting 'data' is a {type(data).__name__}, expected a list or an object")
+    return data
+
+
+def _counts(info: Any) -> dict[str, int]:
+    if not isinstance(info, Mapping):
+        return {}
+    return {k: int(v) for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+@lru_cache(maxsize=1)  # built on the first answer: a DAG file that imports the operators skips it
+def _envelope_decoder() -> Any:
+    """Decodes the envelope alone (``data`` kept raw) with msgspec; None without msgspec."""
+    try:
+        import msgspec
+    except ImportError:
+        return None
+    from airflow_provider_butlr.exchange import JSONTooDeep
+
+    missing = msgspec.Raw(b"")
+
+    # defstruct: this module's annotations are strings, and msgspec is imported here, not globally
+    envelope_type = msgspec.defstruct("Envelope", [("data", msgspec.Raw, missing), ("page_info", Any, None)])
+    decoder = msgspec.json.Decoder(envelope_type)
+
+    def decode(body: bytes) -> ReportingAnswer | None:
+        try:
+            envelope: Any = decoder.decode(body)
+        except msgspec.ValidationError:
+            return None  # not a JSON object: the full decode below says what it is
+        except RecursionError as err:
+            raise JSONTooDeep("JSON nested too deeply") from err
+        except msgspec.DecodeError as err:
+            raise ValueError(str(err)) from err
+        if envelope.data is missing:
+            raise ButlrDataError("reporting response has no 'data'")
+        return ReportingAnswer(envelope.page_info, raw=envelope.data)
+
+    return decode
+
+
+def decode_reporting_answer(body: bytes) -> ReportingAnswer:
+    """A reporting answer from its body: ValueError for malformed JSON (retried by the hooks),
+    :class:`ButlrDataError` for JSON of the wrong shape."""
+    from airflow_provider_butlr.exchange import decode_json
+
+    decode_envelope = _envelope_decoder()
+    if decode_envelope is not None and len(body) > 64 * 1024:  # small answers: one plain decode
+        answer: ReportingAnswer | None = decode_envelope(body)
+        if answer is not None:
+            return answer
+    return ReportingAnswer.from_payload(decode_json(body))
