@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.optional_msgspec import msgspec_with
 from airflow_provider_butlr.reporting import ROW_COLUMNS
 
 OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
@@ -115,10 +116,9 @@ def _parquet_writer(columns: Sequence[str], integer_values: bool) -> Writer:
 
 
 def _jsonl_encoder() -> Callable[[list[dict[str, Any]]], bytes]:
-    """Rows as UTF-8 JSON lines: msgspec's ``encode_lines`` when installed (about 8x faster), else json's."""
-    try:
-        import msgspec  # ships with Airflow 3.3; optional before
-    except ImportError:
+    """Rows as UTF-8 JSON lines: msgspec's ``encode_lines`` when installed (about 6x faster), else json's."""
+    msgspec = msgspec_with("json.Encoder.encode_lines")
+    if msgspec is None:
         encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
         return lambda batch: "".join(encoder.encode(row) + "\n" for row in batch).encode()
     return msgspec.json.Encoder(enc_hook=str).encode_lines

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrDataError
+from airflow_provider_butlr.optional_msgspec import msgspec_with
 
 _EMPTY_JSON = re.compile(rb"\s*(?:null|\[\s*\]|\{\s*\})\s*\Z")
 
@@ -90,9 +91,8 @@ def _counts(info: Any) -> dict[str, int]:
 @lru_cache(maxsize=1)  # built on the first answer: a DAG file that imports the operators skips it
 def _envelope_decoder() -> Any:
     """Decodes the envelope alone (``data`` kept raw) with msgspec; None without msgspec."""
-    try:
-        import msgspec
-    except ImportError:
+    msgspec = msgspec_with("Raw", "defstruct", "json.Decoder", "ValidationError", "DecodeError")
+    if msgspec is None:
         return None
     from airflow_provider_butlr.exchange import JSONTooDeep
 

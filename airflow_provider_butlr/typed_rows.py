@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from airflow_provider_butlr.optional_msgspec import msgspec_with
 from airflow_provider_butlr.reporting import (
     _API_TO_COLUMN,
     _ASSET_ID_COLUMN,
@@ -48,9 +49,8 @@ class _Reader:
 @lru_cache(maxsize=64)
 def _reader(measurement: str, function: str) -> _Reader | None:
     """The typed reader of one measurement and function (their columns are the struct's defaults)."""
-    try:
-        import msgspec
-    except ImportError:
+    msgspec = msgspec_with("Raw", "UnsetType", "UNSET", "defstruct", "structs.asdict", "json.Decoder")
+    if msgspec is None:
         return None
     asset_kind = MEASUREMENTS[measurement][1]
     whole = counts_whole_numbers(measurement, function)

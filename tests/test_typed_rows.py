@@ -146,3 +146,17 @@ def test_an_export_through_the_emulator_is_the_same_with_and_without_the_typed_r
     plain = _export(fast_hook(), "room_occupancy", "rooms", rooms, "mean")
     plain += _export(fast_hook(), "traffic", "floors", floors, "sum")
     assert len(fast) > 1000 and fast == plain
+
+
+def test_an_old_or_missing_msgspec_leaves_the_json_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_butlr.optional_msgspec import msgspec_with
+
+    assert msgspec_with("json.Decoder") is not None
+    assert msgspec_with("json.Decoder", "no_such_feature_in_any_release") is None
+    monkeypatch.setattr(typed_rows, "msgspec_with", lambda *features: None)
+    typed_rows._reader.cache_clear()
+    try:
+        assert decode_flat_rows(json.dumps([api_row()]).encode(), "room_occupancy", "mean", None) is None
+    finally:
+        monkeypatch.undo()
+        typed_rows._reader.cache_clear()
