@@ -51,6 +51,12 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Retries for 429, 5xx, timeouts and network errors.",
         "schema": {"type": ["integer", "null"], "default": DEFAULT_MAX_RETRIES, "minimum": 0},
     },
+    "max_requests_per_minute": {
+        "label": "Max requests per minute",
+        "description": "Client-side rate limit shared by every task thread of a worker process; "
+        "empty: off. Butlr does not publish its limits (about 50/min for REST is the working estimate).",
+        "schema": {"type": ["integer", "null"], "default": None, "minimum": 1},
+    },
 }
 
 

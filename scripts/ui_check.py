@@ -41,6 +41,7 @@ EXTRA_FIELDS = {
     "auth_type": ("Grant type", "client_credentials"),
     "timeout": ("Timeout (s)", 30),
     "max_retries": ("Max retries", 5),
+    "max_requests_per_minute": ("Max requests per minute", None),
 }
 AUTH_TYPES = ["client_credentials", "password"]
 CONN_ID = "butlr_ui_check"
@@ -185,7 +186,7 @@ def check_extra_fields(page: Page, dialog: Locator) -> None:
     options = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
     page.get_by_role("option", name="client_credentials", exact=True).click()  # Escape closes the dialog
     check(options == AUTH_TYPES, f"form: Grant type is a choice of {AUTH_TYPES} (got {options})")
-    for label, value in (("Timeout (s)", "30"), ("Max retries", "5")):
+    for label, value in (("Timeout (s)", "30"), ("Max retries", "5"), ("Max requests per minute", "")):
         box = dialog.get_by_label(label)
         check(box.get_attribute("role") == "spinbutton", f"form: {label} is a number field")
         check(box.input_value() == value, f"form: {label} defaults to {value}")

@@ -222,8 +222,14 @@ def test_hook_meta_hides_schema_and_port(hook_meta: dict[str, Any], field: str) 
     assert hook_meta["meta"]["standard_fields"][field]["hidden"] is True
 
 
-def test_hook_meta_lists_exactly_the_four_extra_fields(hook_meta: dict[str, Any]) -> None:
-    assert set(hook_meta["meta"]["extra_fields"]) == {"audience", "auth_type", "timeout", "max_retries"}
+def test_hook_meta_lists_exactly_the_five_extra_fields(hook_meta: dict[str, Any]) -> None:
+    assert set(hook_meta["meta"]["extra_fields"]) == {
+        "audience",
+        "auth_type",
+        "timeout",
+        "max_retries",
+        "max_requests_per_minute",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(CONN_FIELDS))

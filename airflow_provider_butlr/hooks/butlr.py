@@ -368,6 +368,13 @@ class ButlrHook(ButlrBaseHook):
                 validators=[Optional(), NumberRange(min=0)],
                 description=description("max_retries"),
             ),
+            "max_requests_per_minute": IntegerField(
+                label("max_requests_per_minute"),
+                widget=BS3TextFieldWidget(),
+                default=None,
+                validators=[Optional(), NumberRange(min=1)],
+                description=description("max_requests_per_minute"),
+            ),
         }
 
     # =========================================================================================
