@@ -77,16 +77,18 @@ def butlr_room_empty_events() -> None:
         requests = []
         for asset, events in (triggering_asset_events or {}).items():
             for event in events:
-                extra = event.extra or {}
+                # Airflow keeps a watcher's TriggerEvent payload under the asset event's extra["payload"]
+                crossing = (event.extra or {}).get("payload") or {}
                 requests.append(
                     {
                         "asset": asset.uri,
-                        "room": extra.get("asset_id"),
-                        "empty_since": extra.get("crossed_at"),
+                        "room": crossing.get("asset_id"),
+                        "empty_since": crossing.get("crossed_at"),
                     }
                 )
                 print(
-                    f"Room {extra.get('asset_id')} empty since {extra.get('crossed_at')}: cleaning requested"
+                    f"Room {crossing.get('asset_id')} empty since {crossing.get('crossed_at')}: "
+                    "cleaning requested"
                 )
         if not requests:
             print("No room event in this run (started by hand?): nothing to clean.")

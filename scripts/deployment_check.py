@@ -514,6 +514,17 @@ def trigger_event_driven_dags(dep: Deployment) -> list[tuple[str, str]]:
     return [(EVENTS, runs[0])]
 
 
+def check_event_reached_the_task(dep: Deployment, run_id: str) -> None:
+    """The asset event's payload (Airflow keeps it under ``extra["payload"]``) reached the task."""
+    requests = dep.db.return_value(EVENTS, run_id, "request_cleaning")
+    if not requests or requests[0].get("room") != EVENT_ROOM or not requests[0].get("empty_since"):
+        raise CheckFailed(f"{EVENTS} {run_id}: request_cleaning did not read the event's room: {requests}")
+    print(
+        f">> {EVENTS}: request_cleaning read room {EVENT_ROOM}, empty since {requests[0]['empty_since']}",
+        flush=True,
+    )
+
+
 def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     dep.migrate()
     timings.mark("airflow db migrate")
@@ -593,6 +604,7 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     dep.restart_scheduler_with_schedules()
     for dag_id, run_id in trigger_event_driven_dags(dep):
         wait_for_run(dep, dag_id, run_id)
+        check_event_reached_the_task(dep, run_id)
     timings.mark("the event-driven DAG ran once for one occupancy crossing")
     wait_for(*all_finished)
     results.runs = dep.db.runs()

@@ -93,6 +93,28 @@ def test_error_lines_name_file_and_line(tmp_path: Path) -> None:
     assert (finding.path, finding.line) == (log, 2)
 
 
+ATEXIT_EXIT_0 = """Exception ignored in atexit callback: <function _exit_function at 0x7f907fc2e020>
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/multiprocessing/util.py", line 357, in _exit_function
+    p.join()
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/venv/lib/python3.11/site-packages/airflow/utils/cli.py", line 403, in sigint_handler
+    sys.exit(0)
+SystemExit: {code}
+"""
+
+
+def test_only_pythons_report_of_an_exit_0_at_shutdown_is_excused(tmp_path: Path) -> None:
+    """Airflow's scheduler may print it after SIGTERM; any other traceback, or exit code, still counts."""
+    log = tmp_path / "scheduler.log"
+    log.write_text(CLEAN_LINES[0] + "\n" + ATEXIT_EXIT_0.format(code=0))
+    assert error_lines([log]) == []
+    log.write_text(CLEAN_LINES[0] + "\n" + ATEXIT_EXIT_0.format(code=1))
+    assert [f.line for f in error_lines([log])] == [3]
+    log.write_text(ATEXIT_EXIT_0.format(code=0).split("\n", 1)[1])  # no "Exception ignored" line
+    assert [f.line for f in error_lines([log])] == [1]
+
+
 CHILDREN = """
 import multiprocessing, os, sys, time
 

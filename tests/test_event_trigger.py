@@ -320,9 +320,12 @@ async def test_example_dag_watches_each_room_and_requests_a_cleaning_per_event(
         await runner.polls(3)
         await runner.stop()
     [payload] = runner.events
-    # ... gives the event the DAG's task reads from triggering_asset_events.
+    # ... gives the event the DAG's task reads from triggering_asset_events, in the shape Airflow's
+    # Trigger.submit_event stores it (the payload under extra["payload"]; the deployment check reads
+    # the same from a real triggerer's event).
     cleaning = dag.get_task("request_cleaning").python_callable
-    requests = cleaning(triggering_asset_events=Events([(assets[0], [SimpleNamespace(extra=payload)])]))
+    event = SimpleNamespace(extra={"from_trigger": True, "payload": payload})
+    requests = cleaning(triggering_asset_events=Events([(assets[0], [event])]))
     assert requests == [
         {"asset": assets[0].uri, "room": rooms[0], "empty_since": streak.start.strftime("%Y-%m-%dT%H:%M:%SZ")}
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,16 @@ class MetadataDB:
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._connect() as conn:
             return list(conn.execute(sql, args).fetchall())
+
+    def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """A task's ``return_value`` XCom (JSON-decoded), or None when it has none."""
+        found = self.rows(
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'return_value'",
+            dag_id,
+            run_id,
+            task_id,
+        )
+        return json.loads(found[0][0]) if found and found[0][0] is not None else None
 
     def dag_ids(self) -> list[str]:
         return [r[0] for r in self.rows("SELECT dag_id FROM dag WHERE is_stale = 0 ORDER BY dag_id")]

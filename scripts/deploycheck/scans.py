@@ -104,6 +104,23 @@ def is_error_line(line: str) -> bool:
     return bool(TEXT_ERROR_LEVEL.search(text))
 
 
+def _benign_exit_traceback(lines: list[str], index: int) -> bool:
+    """A traceback Python prints for ``sys.exit(0)`` raised inside an ``atexit`` callback.
+
+    Airflow's scheduler can show one while it shuts down after SIGTERM: its signal handler calls
+    ``sys.exit(0)`` when a signal lands while ``multiprocessing``'s exit hook joins the executor's
+    workers. The process still exits with 0; the lines are Python's ``Exception ignored in atexit
+    callback`` report, not an error of any task or of this provider.
+    """
+    if index == 0 or not lines[index - 1].strip().startswith("Exception ignored in atexit callback"):
+        return False
+    for line in lines[index + 1 :]:
+        if line[:1].isspace() or line.startswith("^"):
+            continue
+        return line.strip() == "SystemExit: 0"
+    return False
+
+
 def error_lines(paths: Iterable[Path]) -> list[Finding]:
     findings: list[Finding] = []
     for path in paths:
@@ -112,6 +129,8 @@ def error_lines(paths: Iterable[Path]) -> list[Finding]:
         except OSError:
             continue
         findings.extend(
-            Finding(path, n, line.strip()) for n, line in enumerate(lines, 1) if is_error_line(line)
+            Finding(path, n, line.strip())
+            for n, line in enumerate(lines, 1)
+            if is_error_line(line) and not _benign_exit_traceback(lines, n - 1)
         )
     return findings
