@@ -185,6 +185,11 @@ class Page:
             self._rows = rows
         return self._rows
 
+    def take_rows(self) -> list[Row]:
+        """The rows, no longer kept by the page (the caller owns them)."""
+        rows, self._rows = self.rows(), None
+        return rows
+
     def count(self) -> int:
         """Rows in this page (a flat list is counted without flattening)."""
         data = self.answer.data()
@@ -195,8 +200,7 @@ def unit_rows(pages: Iterable[Page]) -> list[Row]:
     """The rows of a unit's pages in the export's deterministic order (pages are released as read)."""
     rows: list[Row] = []
     for page in pages:
-        rows.extend(page.rows())
-        page._rows = None
+        rows.extend(page.take_rows())
     rows.sort(key=row_sort_key)
     return rows
 
