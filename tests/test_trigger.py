@@ -155,8 +155,10 @@ async def test_data_401_is_replayed_once_per_poll_then_waits(butlr_conn: Any) ->
     assert 2 <= polls <= math.ceil(duration / interval)
     # request + one replay per poll (the last poll may have been cut by the deadline while in flight)
     assert 2 * (polls - 1) <= butlr_conn.counters.requests(GRAPHQL) <= 2 * polls
-    # a login before the request and a fresh one before the replay (the refused token is dropped)
-    assert butlr_conn.counters.requests(LOGIN) == butlr_conn.counters.requests(GRAPHQL)
+    # a login before the request and a fresh one before the replay (the refused token is dropped);
+    # a poll cut by the deadline may have logged in without sending the request that follows
+    logins, requests = butlr_conn.counters.requests(LOGIN), butlr_conn.counters.requests(GRAPHQL)
+    assert requests <= logins <= requests + 1
 
 
 async def test_failure_budget_ends_with_one_error_event_and_sleeps_between_failures(butlr_conn: Any) -> None:
