@@ -19,6 +19,7 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if "[error" in line or " ERROR " in line]
 
 
+@pytest.mark.newest_airflow
 def test_daily_export_summary_reads_the_mapped_exports_without_error_lines(
     butlr_conn: Any, airflow_db: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

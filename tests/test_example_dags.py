@@ -73,6 +73,7 @@ def finish_revising_after(emu: Any, floors: set[str], checks: int, stop: threadi
             return
 
 
+@pytest.mark.newest_airflow
 def test_daily_occupancy_export_waits_for_the_complete_day_then_writes_every_sites_local_day(
     butlr_conn: Any, airflow_db: str, tmp_path: Path
 ) -> None:
