@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrDataError
 from airflow_provider_butlr.optional_msgspec import msgspec_with
+from airflow_provider_butlr.reporting import response_data
 
 _EMPTY_JSON = re.compile(rb"\s*(?:null|\[\s*\]|\{\s*\})\s*\Z")
 
@@ -36,11 +37,8 @@ class ReportingAnswer:
         """From a decoded answer (a JSON object with ``data``); refuses any other shape."""
         if isinstance(payload, ReportingAnswer):
             return payload
-        if not isinstance(payload, Mapping):
-            raise ButlrDataError(f"Butlr reporting answered a {type(payload).__name__}, not a JSON object")
-        if "data" not in payload:
-            raise ButlrDataError("reporting response has no 'data'")
-        return cls(payload.get("page_info"), data=_checked(payload["data"]))
+        data = response_data(payload)  # refuses a payload that is no object with "data"
+        return cls(payload.get("page_info"), data=data)
 
     @property
     def empty(self) -> bool:
@@ -62,24 +60,19 @@ class ReportingAnswer:
             raw, self._raw = self._raw, None
             try:
                 # a small one is copied for decode_json's depth check; a large one is decoded in place
-                self._data = _checked(decode_json(raw if len(raw) > DEPTH_CHECK_MAX_BYTES else bytes(raw)))
+                data = decode_json(raw if len(raw) > DEPTH_CHECK_MAX_BYTES else bytes(raw))
             except JSONTooDeep as err:
                 raise ButlrDataError(f"reporting 'data' is {err}") from None
             except ValueError as err:
                 raise ButlrDataError(f"reporting 'data' is not valid JSON: {err}") from None
-        return self._data if self._data is not None else []
+            self._data = response_data({"data": data})
+        return self._data
 
     def same_data_as(self, other: ReportingAnswer) -> bool:
         """Whether two answers carry the same ``data`` (a server ignoring ``paginate``)."""
         if self._raw is not None and other._raw is not None:
             return bool(self._raw == other._raw)
         return self.data() == other.data()
-
-
-def _checked(data: Any) -> Any:
-    if data is not None and not isinstance(data, (list, Mapping)):
-        raise ButlrDataError(f"reporting 'data' is a {type(data).__name__}, expected a list or an object")
-    return data
 
 
 def _counts(info: Any) -> dict[str, int]:
@@ -112,7 +105,7 @@ def _envelope_decoder() -> Any:
         except msgspec.DecodeError as err:
             raise ValueError(str(err)) from err
         if envelope.data is missing:
-            raise ButlrDataError("reporting response has no 'data'")
+            return None  # the full decode below says what the answer holds instead
         return ReportingAnswer(envelope.page_info, raw=envelope.data)
 
     return decode
