@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -17,7 +16,5 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     inner call finishes at the same moment, and a cancelled trigger (triggerer shutdown, a killed
     task) would then go on polling. ``asyncio.timeout`` (3.11+) runs the call in the caller's task.
     """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
+    async with asyncio.timeout(seconds):
+        return await awaitable

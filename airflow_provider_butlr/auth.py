@@ -459,7 +459,7 @@ async def _off_loop(call: Callable[..., T], *args: Any) -> T | None:
     trigger."""
     try:
         return await within(asyncio.to_thread(call, *args), STORE_CALL_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning(
             "The Butlr token store did not answer within %.0f s; going on without it.", STORE_CALL_TIMEOUT
         )

@@ -19,11 +19,10 @@ import json as jsonlib
 import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypedDict, TypeVar
+from typing import Any, NoReturn, TypedDict, TypeVar, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import tenacity
-from typing_extensions import Unpack
 
 from airflow_provider_butlr.auth import AccessToken, error_text, login_request, token_from_login_response
 from airflow_provider_butlr.exceptions import (

@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_butlr.conditions import COMPARATORS, PollRequest, iter_rows, parse_instant, rfc3339
@@ -112,7 +112,7 @@ class OccupancyWatch:
 
     def requests(self) -> list[PollRequest]:
         """The reporting requests of one poll (their time range is set when rendered at poll time)."""
-        stop = datetime(2025, 1, 1, tzinfo=timezone.utc)  # placeholder: PollRequest.render re-times it
+        stop = datetime(2025, 1, 1, tzinfo=UTC)  # placeholder: PollRequest.render re-times it
         return minute_median_requests(
             self.kind,
             list(self.ids),

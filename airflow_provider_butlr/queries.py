@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
@@ -292,7 +292,7 @@ def battery_status(
 def _heartbeat_iso(heartbeat: Any) -> str | None:
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)):
         return None
-    return format_time(datetime.fromtimestamp(float(heartbeat), tz=timezone.utc))
+    return format_time(datetime.fromtimestamp(float(heartbeat), tz=UTC))
 
 
 def _offline(online: Any, age_hours: float | None, offline_after_hours: float | None) -> bool:

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -346,10 +346,10 @@ def parse_datetime(value: datetime | str, name: str) -> datetime:
         )
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise _error(f"{name}: {value.isoformat()} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     # A plain datetime: pendulum's DateTime (Airflow's context) loses a stdlib tzinfo in arithmetic.
     return datetime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC
     )
 
 
@@ -399,7 +399,7 @@ def local_day_bounds(day: date | str, tz: str) -> tuple[datetime, datetime]:
     zone = validate_timezone(tz)
     start = datetime.combine(day, time(0), tzinfo=zone)
     stop = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return start.astimezone(timezone.utc), stop.astimezone(timezone.utc)
+    return start.astimezone(UTC), stop.astimezone(UTC)
 
 
 # --- windows, chunks and batches ---------------------------------------------------------------
@@ -420,7 +420,7 @@ def window_floor(moment: datetime, every: timedelta, tz: ZoneInfo) -> datetime |
         wall = local.hour * 3600 + local.minute * 60 + local.second
         floored = (wall // seconds) * seconds
         naive = datetime.combine(local.date(), time(0)) + timedelta(seconds=floored)
-        result = naive.replace(tzinfo=tz).astimezone(timezone.utc)
+        result = naive.replace(tzinfo=tz).astimezone(UTC)
         return result if result <= moment else moment
     return None
 

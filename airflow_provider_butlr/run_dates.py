@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -22,7 +22,7 @@ def run_day(context: Mapping[str, Any]) -> date | None:
     """
     start = context_datetime(context, "data_interval_start")
     end = context_datetime(context, "data_interval_end")
-    dag_tz = getattr(context.get("dag"), "timezone", None) or timezone.utc
+    dag_tz = getattr(context.get("dag"), "timezone", None) or UTC
     if start is not None and end is not None and end > start:
         return start.astimezone(dag_tz).date()
     logical = context_datetime(context, "logical_date") or start or end

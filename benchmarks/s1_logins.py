@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks import butlr_client
@@ -15,7 +15,7 @@ from benchmarks.emulator_process import EmulatorProcess
 KEY = "logins"
 TITLE = "Logins per 1,000 API calls (10 hook instances, one process)"
 HOOKS = 10
-START = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:

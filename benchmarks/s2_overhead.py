@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -16,7 +16,7 @@ from benchmarks.emulator_process import EmulatorProcess
 
 KEY = "overhead"
 TITLE = "Per-call latency, small reporting calls on loopback"
-START = datetime(2026, 11, 2, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 0, tzinfo=UTC)
 RAW = "raw requests.Session (token fetched once)"
 OURS = "ButlrHook"
 HTTP = "HttpHook.run() + bearer header"

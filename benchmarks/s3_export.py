@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from benchmarks.emulator_process import EmulatorProcess
 
 KEY = "export"
 TITLE = "Export: 30 days x 15-minute windows, throughput and peak RSS"
-START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+START = datetime(2026, 10, 1, tzinfo=UTC)
 MiB = 2**20
 SUFFIXES = {"operator": "jsonl", "parquet": "parquet", "httphook": "json"}
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_butlr.export import ExportOptions, run_export
@@ -29,7 +29,7 @@ TITLE = "Export of 40 batches with 100 ms latency per request"
 LATENCY = 0.1
 BATCHES = 40
 IDS_PER_BATCH = 10  # the hook's own limit for ranges of 24 h or more
-START = datetime(2026, 11, 2, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, tzinfo=UTC)
 LEVELS = (1, 5)
 # window size -> label; 1h is the headline (a typical export), 1d shows the same run with ~no payload
 WORKLOADS = {"1h": "1-hour windows, 240 rows/request", "1d": "1-day windows, 10 rows/request"}

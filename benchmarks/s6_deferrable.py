@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -198,7 +198,7 @@ MODES = {
 
 def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:
     rooms = emu.asset_ids("rooms", ROOMS)
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(hours=2, minutes=now.minute % 5)  # on a 5-minute boundary, in the past
     window_end = start - timedelta(seconds=GRACE)  # the grace period ends right now
     figures: dict[str, dict[str, Any]] = {}

@@ -83,7 +83,7 @@ class Dates:
         return cls((now - dt.timedelta(days=days_ago)).date())
 
     def _at(self, day: dt.date, hour: int) -> str:
-        return dt.datetime.combine(day, dt.time(hour), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dt.datetime.combine(day, dt.time(hour), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @property
     def first_logical_date(self) -> str:  # the DAG exports the day before its logical date
@@ -479,7 +479,7 @@ def trigger_event_driven_dags(dep: Deployment) -> list[tuple[str, str]]:
     """
     if EVENTS not in dep.db.dag_ids():
         return []
-    newest = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(minutes=2)
+    newest = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=2)
     occupied = occupancy_answer(newest - dt.timedelta(minutes=2), [2] * 8)
     emptied = occupancy_answer(newest, [2] * 8 + [0, 0])
     fault = dep.admin.add_fault(path="/api/v3/reporting", kind="status", status=200, body=occupied)
@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="butlr-deploy-check-"))
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    dates = Dates.from_now(dt.datetime.now(dt.timezone.utc))
+    dates = Dates.from_now(dt.datetime.now(dt.UTC))
     print(
         f">> deployment check in {work}; day D = {dates.day} (emulator clock {dates.incomplete_clock} -> {dates.complete_clock})"
     )

@@ -35,7 +35,7 @@ from airflow_provider_butlr.operators.butlr import (
 from airflow_provider_butlr.sensors.butlr import ButlrDataCompleteSensor, ButlrOccupancySensor
 from tests.conftest import TEST_CLIENT_SECRET
 
-DAY = dt.datetime(2025, 3, 4, tzinfo=dt.timezone.utc)
+DAY = dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
 MEASUREMENT_NAMES = "floor_occupancy, room_occupancy"  # the start of the allowed list in messages
 WINDOW_FUNCTIONS = "mean, max, min, sum, median, first, last"
 

@@ -9,7 +9,7 @@ not depend on the wall clock are poked.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 
 DOCS = REPO / "docs"
-LOGICAL_DATE = datetime(2025, 3, 10, 9, tzinfo=timezone.utc)
+LOGICAL_DATE = datetime(2025, 3, 10, 9, tzinfo=UTC)
 EXAMPLE_OUTPUT_ROOT = "/data/butlr"  # the docs' example output folder, redirected to tmp_path here
 
 
@@ -136,8 +136,8 @@ def test_sensor_examples_plan_and_the_past_windows_are_complete(butlr_conn: Any,
     task, context = rendered(dag, tasks["new_site"])
     assert not task.poke(context)  # the emulator has 3 sites, not more: the callable says no
     assert tasks["wait_for_day"].resolve_window(context)[:2] == (
-        datetime(2025, 3, 9, 5, tzinfo=timezone.utc),
-        datetime(2025, 3, 10, 4, tzinfo=timezone.utc),
+        datetime(2025, 3, 9, 5, tzinfo=UTC),
+        datetime(2025, 3, 10, 4, tzinfo=UTC),
     )
 
 

@@ -13,7 +13,7 @@ import importlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from airflow_provider_butlr.triggers.occupancy_events import ButlrOccupancyEvent
 from tests.conftest import TEST_CLIENT_SECRET
 
 REPORTING = "/api/v3/reporting"
-DAY = datetime(2025, 11, 11, tzinfo=timezone.utc)
+DAY = datetime(2025, 11, 11, tzinfo=UTC)
 FOR = 5  # minutes the room must stay empty
 MINUTE = timedelta(minutes=1)
 REAL_SLEEP = asyncio.sleep  # the runner's own waits (a test records the trigger's asyncio.sleep calls)

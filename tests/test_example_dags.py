@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def test_quickstart(butlr_conn: Any, airflow_db: str) -> None:
 
 
 # 2025-03-09 in New York (the day before the logical date) ends at 04:00 UTC: a 23-hour DST day.
-NEW_YORK_DAY_END = datetime(2025, 3, 10, 4, tzinfo=timezone.utc)
+NEW_YORK_DAY_END = datetime(2025, 3, 10, 4, tzinfo=UTC)
 
 
 def completeness_checks(emu: Any, floors: set[str]) -> list[int]:

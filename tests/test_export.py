@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterator
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +35,7 @@ from airflow_provider_butlr.reporting import (
 from airflow_provider_butlr.testing import EmulatorConfig
 from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
 
-UTC = timezone.utc
+UTC = UTC
 REPORTING = "/api/v3/reporting"
 AGGREGATE: dict[str, Callable[[list[int]], float]] = {
     "mean": statistics.fmean,

@@ -62,7 +62,7 @@ def test_concurrent_first_calls_share_one_login(butlr_conn: Any) -> None:
 def test_short_lived_token_refreshed_before_expiry_without_401(butlr_conn: Any) -> None:
     butlr_conn.config.token_lifetime = 60
     hook = ButlrHook()
-    with time_machine.travel(dt.datetime.now(dt.timezone.utc), tick=True) as traveller:
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=True) as traveller:
         for _ in range(50):  # a 60 s token is not re-minted on every call
             hook.graphql(SITES)
         assert _login_count(butlr_conn) == 1
@@ -324,7 +324,7 @@ def test_retry_after_http_dates_are_gmt_whatever_the_local_timezone(
 
     from airflow_provider_butlr.retry import parse_retry_after
 
-    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.timezone.utc).timestamp()
+    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.UTC).timestamp()
     monkeypatch.setenv("TZ", "America/New_York")  # a worker not on UTC
     time.tzset()
     try:
@@ -341,7 +341,7 @@ def test_retry_after_http_dates_are_gmt_whatever_the_local_timezone(
 def test_retry_after_past_dates_and_garbage(header: str, expected: float | None) -> None:
     from airflow_provider_butlr.retry import parse_retry_after
 
-    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.timezone.utc).timestamp()
+    now = dt.datetime(1994, 11, 6, 8, 49, 37, tzinfo=dt.UTC).timestamp()
     assert parse_retry_after(header, now=now) == expected
 
 

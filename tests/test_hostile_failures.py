@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -125,7 +125,7 @@ def test_the_trigger_ends_with_one_event_on_deep_json(api: HostileApi, depth: in
 
 
 def test_year_one_is_zero_padded() -> None:
-    assert format_rfc3339(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00Z"
+    assert format_rfc3339(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
 
 
 def test_year_one_is_refused_before_any_request(api: HostileApi) -> None:
@@ -141,11 +141,11 @@ def test_year_one_is_refused_before_any_request(api: HostileApi) -> None:
         ReportingQuery.build(
             "room_occupancy",
             assets={"rooms": ["room_1"]},
-            start=datetime(1, 1, 1, tzinfo=timezone.utc),
-            stop=datetime(1, 1, 1, 1, tzinfo=timezone.utc),
+            start=datetime(1, 1, 1, tzinfo=UTC),
+            stop=datetime(1, 1, 1, 1, tzinfo=UTC),
         )
     assert bodies == []
-    assert format_rfc3339(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00Z"
+    assert format_rfc3339(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
 
 
 # --- redirects --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from airflow_provider_butlr.reporting import ROW_COLUMNS
 from airflow_provider_butlr.run_dates import run_day
 from tests.conftest import connection_json
 
-UTC = timezone.utc
+UTC = UTC
 REPORTING = "/api/v3/reporting"
 STATS = "/api/v4/reporting/stats"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from airflow_provider_butlr.output_parquet import write_parquet
 from airflow_provider_butlr.reporting import ROW_COLUMNS, flatten_response, format_time
 from tests.conftest import connection_json
 
-UTC = timezone.utc
+UTC = UTC
 REPORTING = "/api/v3/reporting"
 NEW_YORK = "America/New_York"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.airflow_independent  # pure functions: run once, not pe
 
 # Sanitized real API responses from Butlr's MCP server repository (MIT, see fixtures/butlr/LICENSE).
 FIXTURES = Path(__file__).parent / "fixtures" / "butlr"
-NOW = datetime(2025, 10, 14, 16, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 10, 14, 16, 0, tzinfo=UTC)
 
 
 def tree() -> Topology:

@@ -8,7 +8,7 @@ Butlr's own client reads it). Every shape must give the same rows as the flat an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from airflow_provider_butlr.reporting import flatten_response
 from airflow_provider_butlr.testing import ButlrEmulator
 from airflow_provider_butlr.testing.timeseries.series import series_assets
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=UTC)
 START, STOP = datetime(2025, 11, 5, 12, tzinfo=UTC), datetime(2025, 11, 5, 14, tzinfo=UTC)
 SHAPES: dict[str, dict[str, Any] | None] = {

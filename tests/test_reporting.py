@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.airflow_independent  # pure functions: run once, not pe
 
 # Sanitized real API responses from Butlr's MCP server repository (MIT, see fixtures/butlr/LICENSE).
 FIXTURES = Path(__file__).parent / "fixtures" / "butlr"
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2025, 1, 6, 5, 0, tzinfo=UTC)
 STOP = datetime(2025, 1, 7, 5, 0, tzinfo=UTC)
 
@@ -433,7 +433,7 @@ def test_years_outside_the_apis_range_are_refused(overrides: dict, message: str)
 
 
 def test_times_are_sent_with_four_digit_years() -> None:
-    assert format_time(datetime(999, 1, 1, tzinfo=timezone.utc)) == "0999-01-01T00:00:00Z"
+    assert format_time(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00Z"
 
 
 def test_calibrated_only_reaches_the_traffic_occupancy_units() -> None:

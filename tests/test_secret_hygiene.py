@@ -166,9 +166,7 @@ def _run_scenarios(out_dir: Path) -> None:
             print(f"=== scenario {scenario.name}: dag {scenario.dag_id}", flush=True)
             # A day ago: the daily export's day (the one before) is then final in every timezone,
             # so its completeness sensor does not wait for the triggerer's deadline.
-            run = dags[scenario.dag_id].test(
-                logical_date=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
-            )
+            run = dags[scenario.dag_id].test(logical_date=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
             state = str(getattr(run.state, "value", run.state))
             results.append(
                 {
@@ -371,7 +369,7 @@ def _self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "butlr-tls-test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,9 +28,9 @@ from tests.airflow_versions import AirflowRescheduleException
 
 REPORTING = "/api/v3/reporting"
 GRAPHQL = "/api/v3/graphql"
-DAY_END = datetime(2025, 11, 12, tzinfo=timezone.utc)  # a Wednesday, after data-quality fields began
+DAY_END = datetime(2025, 11, 12, tzinfo=UTC)  # a Wednesday, after data-quality fields began
 DAY_START = DAY_END - timedelta(days=1)
-UTC = timezone.utc
+UTC = UTC
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json as jsonlib
 import os
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -1079,7 +1079,7 @@ class ButlrDeviceHealthOperator(BaseOperator):
         report = device_health_report(
             sensors,
             hives,
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
             floor_ids=floors,
             offline_after_hours=self.offline_after_hours,
             due_soon_days=self.due_soon_days,

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
@@ -627,7 +626,7 @@ class ButlrOccupancySensor(_ButlrPollingSensor):
         }
         measurements = [m for m in sources[self.source] if m]
         now = time.time()
-        stop = datetime.fromtimestamp(now - now % 60, tz=dt_timezone.utc)  # re-set at every poll
+        stop = datetime.fromtimestamp(now - now % 60, tz=UTC)  # re-set at every poll
         lookback = self.search_minutes * 60.0
         requests = minute_median_requests(kind, ids, measurements, traffic, lookback, self.limits, stop)
         condition = Occupancy(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow_provider_butlr.testing.timeseries.timeutils import parse_duration, parse_rfc3339
 
@@ -20,7 +20,7 @@ def clock_moment(spec: str, now: datetime) -> datetime:
         seconds = parse_duration(text.lstrip("+"))
         return now + timedelta(seconds=seconds)
     try:
-        return datetime.fromtimestamp(parse_rfc3339(text), tz=timezone.utc)
+        return datetime.fromtimestamp(parse_rfc3339(text), tz=UTC)
     except ValueError:
         raise ValueError(f"clock {spec!r} is not {CLOCK_SPEC_HELP}") from None
 
@@ -46,7 +46,7 @@ class EmulatorClock:
 
     def now(self) -> datetime:
         """Current emulator time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.timestamp(), tz=timezone.utc)
+        return datetime.fromtimestamp(self.timestamp(), tz=UTC)
 
     def set(self, moment: datetime, *, tick: bool = True) -> None:
         """Jump to ``moment`` (aware); keep ticking unless ``tick`` is false."""
@@ -99,7 +99,7 @@ class EmulatorClock:
         """``{"now": RFC 3339, "timestamp": seconds, "frozen": bool, "offset_seconds": vs real time}``."""
         now = self.timestamp()
         return {
-            "now": datetime.fromtimestamp(now, tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+            "now": datetime.fromtimestamp(now, tz=UTC).isoformat().replace("+00:00", "Z"),
             "timestamp": now,
             "frozen": self.frozen,
             "offset_seconds": now - time.time(),

@@ -177,7 +177,7 @@ class ButlrTrigger(BaseTrigger):
                         verdict, responses = await within(
                             poll_once(hook, plan, time.time()), max(self.deadline - time.time(), 0.001)
                         )
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield self._event(
                             "timeout",
                             f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "

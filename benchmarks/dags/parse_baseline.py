@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import DAG, BaseOperator
@@ -15,9 +15,7 @@ class Noop(BaseOperator):
         return None
 
 
-with DAG(
-    "parse_baseline", schedule="@daily", start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False
-):
+with DAG("parse_baseline", schedule="@daily", start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False):
     wait = Noop(task_id="wait_for_complete_data")
     export = Noop(task_id="export_occupancy")
     call = Noop(task_id="call_api")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import DAG
 
@@ -11,9 +11,7 @@ from airflow_provider_butlr.sensors.butlr import ButlrDataCompleteSensor
 
 ROOMS = ["room_2Gd6QSxsGVBurIdb9lXmW0K1vsp", "room_2bKNIO5tuyZAN8IU3QQU4FFcaC6"]
 
-with DAG(
-    "parse_butlr", schedule="@daily", start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False
-):
+with DAG("parse_butlr", schedule="@daily", start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False):
     wait = ButlrDataCompleteSensor(task_id="wait_for_complete_data", rooms=ROOMS, deferrable=True)
     export = ButlrReportingOperator(
         task_id="export_occupancy",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from airflow_provider_butlr.testing.timeseries.series import minute_values
 from tests.emulator.series_orgs import build_series_org
 
 SEED = 11
-UTC = timezone.utc
+UTC = UTC
 # Wednesday 2025-11-05, 10:24:45 in New York: the clock of every engine test unless said otherwise.
 NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=UTC)
 # Tuesday 2025-11-04 in New York (UTC-5): a complete local day before NOW.

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from tests.emulator.reporting_support import body, report
 
 CLI = [sys.executable, "-m", "airflow_provider_butlr.testing"]
 START = "2025-11-05T15:24:45Z"
-NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=timezone.utc)
+NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=UTC)
 SECRET = "emulator-client-secret-do-not-use"
 
 

@@ -6,7 +6,7 @@ import http.client
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -31,7 +31,7 @@ def test_status_fault_with_retry_after_seconds(emu: ButlrEmulator, client: Clien
 
 
 def test_status_fault_with_http_date_retry_after_and_html_body(emu: ButlrEmulator, client: Client) -> None:
-    when = format_datetime(datetime(2030, 1, 1, tzinfo=timezone.utc), usegmt=True)
+    when = format_datetime(datetime(2030, 1, 1, tzinfo=UTC), usegmt=True)
     emu.faults.add(path=GRAPHQL, kind="status", status=502, retry_after=when, body="<html>Bad gateway</html>")
     response = _sites(client)
     assert response.status_code == 502

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_butlr.testing import ButlrEmulator, EmulatorClock
@@ -200,7 +200,7 @@ def test_introspection(client: Client) -> None:
 
 
 def test_answers_are_identical_across_runs_with_the_same_seed() -> None:
-    instant = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)
+    instant = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
     query = (
         "{ sites { data { id name timezone buildings { id floors { id rooms { id name capacity { max mid } }"
         " sensors { id mac_address last_heartbeat battery_change_by_date } hives { id serialNumber } } } } }"

@@ -8,7 +8,7 @@ checked against the emulator's ground truth (``timeseries.series.minute_values``
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from airflow_provider_butlr.testing import ButlrEmulator
 from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
 from tests.emulator.conftest import REPORTING, Client
 
-UTC = timezone.utc
+UTC = UTC
 # A Wednesday afternoon in UTC: offices in every seeded timezone have people in them around now.
 NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +19,7 @@ from airflow_provider_butlr.testing.timeseries.series import (
 from tests.emulator.series_orgs import build_series_org
 
 SEED = 7
-UTC = timezone.utc
+UTC = UTC
 NY = ZoneInfo("America/New_York")
 # A Tuesday in the data-quality era; NY is UTC-5 then.
 DAY_START = datetime(2025, 11, 4, 5, tzinfo=UTC)  # local midnight in New York

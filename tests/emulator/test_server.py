@@ -8,7 +8,7 @@ import socket
 import statistics
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -151,8 +151,8 @@ def test_config_object_and_kwargs(emu: ButlrEmulator) -> None:
 
 def test_clock() -> None:
     clock = EmulatorClock()
-    assert abs(clock.now() - datetime.now(timezone.utc)) < timedelta(seconds=1)
-    target = datetime(2025, 3, 9, 6, 30, tzinfo=timezone.utc)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=1)
+    target = datetime(2025, 3, 9, 6, 30, tzinfo=UTC)
     clock.set(target, tick=False)
     assert clock.now() == target and clock.frozen
     assert clock.advance(minutes=5) == target + timedelta(minutes=5)
@@ -163,7 +163,7 @@ def test_clock() -> None:
     with pytest.raises(ValueError, match="aware"):
         clock.set(datetime(2025, 1, 1))
     clock.reset()
-    assert abs(clock.now() - datetime.now(timezone.utc)) < timedelta(seconds=1)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=1)
 
 
 def test_package_import_is_cheap() -> None:

@@ -7,7 +7,7 @@ import string
 import time
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow_provider_butlr.testing.org.model import (
     Area,
@@ -101,7 +101,7 @@ def resolve_size(size: str | OrgSize) -> OrgSize:
 
 def rfc3339_micro(moment: datetime) -> str:
     """Butlr's ``Time`` scalar: RFC3339 UTC with fractional seconds."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Ids:
@@ -140,7 +140,7 @@ class _OrgBuilder:
         self.ids = _Ids(self.rng)
         self.size = size
         self.now = int(now)
-        self.now_dt = datetime.fromtimestamp(self.now, tz=timezone.utc)
+        self.now_dt = datetime.fromtimestamp(self.now, tz=UTC)
         self.org = Organization(id=self.ids.ksuid("org"), name="Butlr Emulator Demo Org")
         self.client_id = self.ids.ksuid("client")
         self.floors: list[Floor] = []

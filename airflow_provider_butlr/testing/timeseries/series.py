@@ -33,7 +33,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_butlr.testing.org.model import Floor, Organization, Room, Sensor, Zone
@@ -329,7 +329,7 @@ def minute_values(
     """
     first, count = _minute_range(start, stop)
     values = series_source(org, seed).values(measurement, asset_id, first, count, field)
-    return [(datetime.fromtimestamp((first + i) * MINUTE, timezone.utc), v) for i, v in enumerate(values)]
+    return [(datetime.fromtimestamp((first + i) * MINUTE, UTC), v) for i, v in enumerate(values)]
 
 
 def series_assets(org: Organization, measurement: str, seed: int = 0) -> list[str]:

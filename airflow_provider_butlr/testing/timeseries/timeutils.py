@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -134,7 +134,7 @@ def parse_date_or_rfc3339(text: str) -> int:
             day = date.fromisoformat(text)
         except ValueError as exc:
             raise TimeFormatError(f"{text!r} is not a valid date ({exc})") from None
-        return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     return parse_rfc3339(text)
 
 
