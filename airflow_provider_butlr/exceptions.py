@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
 
 
 class ButlrError(AirflowException):
@@ -64,3 +64,7 @@ class ButlrGraphQLError(ButlrAPIError):
 
 class ButlrDataError(ButlrError):
     """A response could not be interpreted (malformed JSON, unexpected shape, silent truncation)."""
+
+
+class ButlrConnectionNotFoundError(ButlrConfigurationError, AirflowNotFoundException):
+    """Airflow could not give the hook its connection; the message says where Airflow looked and why."""

@@ -11,8 +11,8 @@
 # Writes .matrix-results.json, prints "Airflow | result | passed/failed/skipped | seconds" and
 # exits non-zero if any minor fails. Logs: .venv-matrix/af-X.Y/test.log. MATRIX_JOBS (default 2)
 # minors run at once; tests marked airflow_independent are left out (MATRIX_MARKERS="" keeps them).
-# scripts/matrix-constraints/airflow-X.Y.txt, where present, constrains that minor's install
-# (uv's UV_CONSTRAINT): caps on Airflow's own dependencies that broke that Airflow release.
+# Each install is pinned by scripts/locks/airflow-X.Y.Z.txt (scripts/refresh_locks.sh; the caps on
+# Airflow's own dependencies that broke a release are in scripts/locks/caps/airflow-X.Y.txt).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
@@ -30,7 +30,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 run_version() {  # install and test one Airflow release; leaves result.env in its venv
-  local version="$1" minor venv log junit constraints t0 t1 t2 installed py code
+  local version="$1" minor venv log junit t0 t1 t2 installed py code
   minor="${version%.*}"
   venv="$REPO/.venv-matrix/af-$minor"
   mkdir -p "$venv"
@@ -39,17 +39,9 @@ run_version() {  # install and test one Airflow release; leaves result.env in it
   rm -f "$junit" "$venv/result.env"
   echo ">> Airflow $version in $venv"
 
-  constraints="$REPO/scripts/matrix-constraints/airflow-$minor.txt"
-  if [ -f "$constraints" ]; then
-    export UV_CONSTRAINT="$constraints"
-    # _venv.sh reinstalls when its stamp is missing: make it do so when the constraints changed.
-    if [ "$constraints" -nt "$venv/.butlr-installed-$version" ]; then rm -f "$venv/.butlr-installed-$version"; fi
-  else
-    unset UV_CONSTRAINT
-  fi
-
   t0=$(now)
-  # scripts/_venv.sh creates the venv and installs "apache-airflow==$version" -e ".[test]" with uv.
+  # scripts/_venv.sh creates the venv and installs "apache-airflow==$version" -e ".[test]" with uv,
+  # pinned by scripts/locks/airflow-$version.txt (it reinstalls when the lock changed).
   # Installs take turns (flock): each editable install rewrites the repo's *.egg-info.
   if ! VENV="$venv" AIRFLOW_VERSION="$version" flock "$REPO/.venv-matrix/.install.lock" \
       bash -c 'source "$1/scripts/_venv.sh"' _ "$REPO" >"$log" 2>&1; then

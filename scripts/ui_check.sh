@@ -72,7 +72,8 @@ if [ "$BROWSER" = always ]; then
   fi
   if ! "$PY" -c "import playwright" 2>/dev/null; then
     echo ">> installing the playwright Python package into $VENV"
-    "$PY" -m uv pip install -q -p "$PY" "playwright>=1.50"
+    lock="$REPO/scripts/locks/airflow-$VERSION.txt"  # pins playwright too (scripts/refresh_locks.sh)
+    "$PY" -m uv pip install -q -p "$PY" -c "$lock" "playwright>=1.50"
   fi
 fi
 

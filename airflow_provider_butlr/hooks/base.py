@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_provider_butlr.hooks.connection_lookup import connection_not_found
 from airflow_provider_butlr.settings import ClientOptions
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 
 class ButlrBaseHook(BaseHook):
@@ -48,3 +52,10 @@ class ButlrBaseHook(BaseHook):
     def hook_params(self) -> dict[str, Any]:
         """This hook's options as a JSON-safe mapping: ``type(self)(conn_id, **hook_params)`` rebuilds it."""
         return self.options.as_hook_params()
+
+    def get_butlr_connection(self) -> Connection:
+        """The connection, or an error that says why Airflow could not give it (never only "isn't defined")."""
+        try:
+            return self.get_connection(self.butlr_conn_id)
+        except AirflowNotFoundException as err:
+            raise connection_not_found(self.butlr_conn_id, err) from err

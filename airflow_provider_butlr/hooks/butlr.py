@@ -9,9 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-from typing_extensions import Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
 from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, mask_token
@@ -106,7 +104,7 @@ class ButlrHook(ButlrBaseHook):
     @cached_property
     def settings(self) -> ButlrSettings:
         """The connection, resolved once and validated (raises ButlrConfigurationError)."""
-        return settings_from_connection(self.get_connection(self.butlr_conn_id), self.butlr_conn_id)
+        return settings_from_connection(self.get_butlr_connection(), self.butlr_conn_id)
 
     @cached_property
     def token_store(self) -> TokenStore | None:

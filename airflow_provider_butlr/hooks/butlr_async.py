@@ -16,12 +16,14 @@ from typing import Any
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
 from airflow_provider_butlr import exchange
 from airflow_provider_butlr.aio import within
 from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
 from airflow_provider_butlr.exchange import NEED_TOKEN, Answer, DropToken, Outgoing, Step
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.hooks.connection_lookup import connection_not_found
 from airflow_provider_butlr.retry import DeadlineExceeded
 from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
 from airflow_provider_butlr.token_store import TokenStore, store_for
@@ -49,7 +51,10 @@ class ButlrAsyncHook(ButlrBaseHook):
     async def aget_settings(self) -> ButlrSettings:
         """The connection, resolved once without blocking the event loop."""
         if self._settings is None:
-            conn = await get_async_connection(self.butlr_conn_id)
+            try:
+                conn = await get_async_connection(self.butlr_conn_id)
+            except AirflowNotFoundException as err:
+                raise connection_not_found(self.butlr_conn_id, err) from err
             extra = await get_async_extra_dejson(conn)
             self._settings = settings_from_connection(conn, self.butlr_conn_id, extra)
         return self._settings
@@ -127,7 +132,7 @@ class ButlrAsyncHook(ButlrBaseHook):
         async with rate.asending() if rate is not None else nullcontext():
             try:  # a total deadline: connect, headers and body
                 answer = await within(self._atransmit(step, seconds), seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeadlineExceeded(seconds) from None
         return exchange.pace_after(answer, rate)
 

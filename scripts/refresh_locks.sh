@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The pinned environments every install of the scripts and CI uses: scripts/locks/airflow-X.Y.Z.txt,
+# produced by `uv pip compile` from pyproject.toml's extras, scripts/locks/inputs/airflow-X.Y.Z.in
+# and the caps in scripts/locks/caps/airflow-X.Y.txt, resolved as of the date in
+# scripts/locks/resolution-date (uv's --exclude-newer), so a release published later never changes
+# what CI installs. Refreshing is a deliberate act, in a commit of its own that shows what moved:
+#
+#   ./scripts/refresh_locks.sh                 # re-resolve at the recorded date (after a pyproject change)
+#   ./scripts/refresh_locks.sh --date now      # move the date to now and re-resolve everything
+#   ./scripts/refresh_locks.sh --date 2026-12-20T00:00:00Z
+#   ./scripts/refresh_locks.sh --check         # exit 1 if a lock is not what the inputs give (CI)
+#
+# Then run the matrix (./scripts/test_matrix.sh) and, where a new release breaks an Airflow minor,
+# add a cap with its reason to scripts/locks/caps/ and refresh again.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+LOCKS=scripts/locks
+CHECK=0
+DATE="$(cat "$LOCKS/resolution-date")"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --check) CHECK=1; shift ;;
+    --date) DATE="$2"; [ "$DATE" = now ] && DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ -x "${VENV:-$REPO/.venv}/bin/python" ] && "${VENV:-$REPO/.venv}/bin/python" -m uv --version >/dev/null 2>&1; then
+  UV=("${VENV:-$REPO/.venv}/bin/python" -m uv)
+elif command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else
+  tool="$(mktemp -d -t butlr-uv-XXXXXX)"
+  python3 -m venv "$tool" && "$tool/bin/python" -m pip install -q uv
+  UV=("$tool/bin/python" -m uv)
+fi
+
+stale=()
+for input in "$LOCKS"/inputs/airflow-*.in; do
+  version="$(basename "$input" .in)"; version="${version#airflow-}"
+  minor="${version%.*}"
+  extras=(--extra test)
+  [ "$minor" = 3.3 ] && extras=(--extra dev --extra bench)
+  caps=()
+  [ -f "$LOCKS/caps/airflow-$minor.txt" ] && caps=(-c "$LOCKS/caps/airflow-$minor.txt")
+  out="$LOCKS/airflow-$version.txt"
+  target="$out"
+  [ "$CHECK" = 1 ] && target="$(mktemp)"
+  "${UV[@]}" pip compile -q --universal --python-version 3.11 --exclude-newer "$DATE" \
+    --custom-compile-command "scripts/refresh_locks.sh (resolved as of $DATE)" \
+    pyproject.toml "${extras[@]}" "$input" "${caps[@]}" -o "$target"
+  if [ "$CHECK" = 1 ]; then
+    if ! diff -u "$out" "$target" >&2; then stale+=("$out"); fi
+    rm -f "$target"
+  else
+    echo ">> $out ($(grep -c '==' "$out") pins)"
+  fi
+done
+if [ "$CHECK" = 1 ]; then
+  if [ ${#stale[@]} -gt 0 ]; then
+    echo "!! stale locks (the inputs give something else): ${stale[*]}; run ./scripts/refresh_locks.sh and commit" >&2
+    exit 1
+  fi
+  echo ">> locks match their inputs (resolved as of $DATE)"
+else
+  echo "$DATE" >"$LOCKS/resolution-date"
+fi
