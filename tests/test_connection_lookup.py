@@ -22,7 +22,7 @@ def test_an_unreadable_environment_variable_is_named_with_airflows_error(
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_BUTLR_BROKEN", UNREADABLE)
     with pytest.raises(ButlrConnectionNotFoundError) as caught:
-        ButlrHook("butlr_broken").settings
+        _ = ButlrHook("butlr_broken").settings
     message = str(caught.value)
     assert "AIRFLOW_CONN_BUTLR_BROKEN is set, but Airflow could not read it: TypeError" in message
     assert "isn't defined" not in message and SECRET not in message
@@ -32,9 +32,9 @@ def test_an_unreadable_environment_variable_is_named_with_airflows_error(
 
 def test_a_missing_connection_says_where_airflow_looked() -> None:
     with pytest.raises(
-        ButlrConnectionNotFoundError, match="'butlr_nowhere' is not defined.*AIRFLOW_CONN_BUTLR_NOWHERE"
+        ButlrConnectionNotFoundError, match=r"'butlr_nowhere' is not defined.*AIRFLOW_CONN_BUTLR_NOWHERE"
     ):
-        ButlrHook("butlr_nowhere").settings
+        _ = ButlrHook("butlr_nowhere").settings
 
 
 async def test_the_async_hook_says_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
