@@ -68,3 +68,7 @@ class ButlrDataError(ButlrError):
 
 class ButlrConnectionNotFoundError(ButlrConfigurationError, AirflowNotFoundException):
     """Airflow could not give the hook its connection; the message says where Airflow looked and why."""
+
+
+class ButlrDeviceHealthError(ButlrError):
+    """Device health passed a threshold the DAG author set (the report is in XCom ``device_health``)."""

@@ -25,6 +25,6 @@ def reporting(hook: Any, body: dict[str, Any]) -> Any:
 
 def clear_token_cache() -> None:
     """Forget every cached token: the next hook logs in, as in a fresh worker process."""
-    from airflow_provider_butlr.auth import TOKEN_CACHE
+    from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE
 
     TOKEN_CACHE.clear()

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow_provider_butlr.export import ExportOptions, run_export
-from airflow_provider_butlr.reporting import ReportingQuery
+from airflow_provider_butlr.reporting.export import run_export
+from airflow_provider_butlr.reporting.export_options import ExportOptions
+from airflow_provider_butlr.reporting.planning import ReportingQuery
 from benchmarks import butlr_client
 from benchmarks.common import (
     Line,

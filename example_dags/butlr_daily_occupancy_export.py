@@ -111,8 +111,7 @@ def butlr_daily_occupancy_export() -> None:
     # Waits in the triggerer (no worker slot) until every site's local day is final in Butlr.
     wait_for_complete_day = ButlrDataCompleteSensor.partial(
         task_id="wait_for_complete_day",
-        local_day=True,
-        day=DAY,
+        local_day=DAY,  # the same window arguments as the exports below
         deferrable=True,
         poke_interval=POKE_SECONDS,
         timeout=6 * 3600,

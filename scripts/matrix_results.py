@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO / ".matrix-results.json"
 COUNTS = ("passed", "failed", "errors", "skipped")
-# Where the connection form comes from on each minor (verified by tests/test_registration.py and
+# Where the connection form comes from on each minor (verified by tests/unit/test_registration.py and
 # scripts/ui_check.sh).
 FORM_SOURCE = {
     "3.0": "hook's Python methods (`hook_meta` fills it only where FAB/WTForms are installed)",

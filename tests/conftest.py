@@ -38,7 +38,7 @@ def _fresh_token_cache(
     """Each test starts without cached tokens: the process cache is cleared, and the host token store
     (``BUTLR_TOKEN_CACHE_DIR``) is a new directory per test, so tests never share tokens through files.
     Processes a test starts inherit the variable, hence the same store."""
-    from airflow_provider_butlr.auth import TOKEN_CACHE
+    from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE
 
     monkeypatch.setenv("BUTLR_TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("butlr-tokens")))
     TOKEN_CACHE.clear()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_butlr.hooks.connection_lookup import connection_not_found
-from airflow_provider_butlr.settings import ClientOptions
+from airflow_provider_butlr.hooks.options import ClientOptions
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -1,62 +1,41 @@
 """ButlrHook: one Connection, one token (shared process-wide), one reused session, retried requests.
 
-The hook is the synchronous driver of :mod:`airflow_provider_butlr.exchange`: it supplies tokens and
-moves bytes with ``requests``; every rule about answers lives in the exchange.
+The hook is the synchronous driver of the exchange (:mod:`airflow_provider_butlr.client.flow`): it
+supplies tokens and moves bytes with ``requests``; every rule about answers lives in the exchange.
 """
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_butlr import CONN_FIELDS, DEFAULT_AUDIENCE, DEFAULT_MAX_RETRIES, UI_FIELD_BEHAVIOUR
-from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, mask_token
+from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.calls import CallOptions, make_call, url_for
+from airflow_provider_butlr.client.flow import authorised_flow, drive, login_endpoint, login_flow
+from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
+from airflow_provider_butlr.client.messages import NEED_TOKEN, Answer, DropToken, Outcome, Outgoing, Step
+from airflow_provider_butlr.client.ratelimit import limiter, pace_after
+from airflow_provider_butlr.client.retry import RetryPolicy, describe, with_retries
+from airflow_provider_butlr.client.scrub import redact_secret_fields, scrub_json
+from airflow_provider_butlr.client.settings import ButlrSettings, origin_of, settings_from_connection
+from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE, mask_token
+from airflow_provider_butlr.client.tokens.model import AccessToken
+from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
-from airflow_provider_butlr.exchange import (
-    GRAPHQL_PATH,
-    NEED_TOKEN,
-    READ_CHUNK,
-    Answer,
-    BodyReader,
-    CallOptions,
-    DropToken,
-    Outcome,
-    Outgoing,
-    Step,
-    authorised_flow,
-    drive,
-    graphql_body,
-    graphql_data,
-    limiter,
-    login_endpoint,
-    login_flow,
-    make_call,
-    pace_after,
-    url_for,
-    with_retries,
-)
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
-from airflow_provider_butlr.queries import (
-    HIVES_QUERY,
-    SENSORS_QUERY,
-    TAGS_QUERY,
-    TOPOLOGY_QUERY,
-    Topology,
-    unwrap,
-)
-from airflow_provider_butlr.reporting import (
-    REPORTING_PATH,
-    STATS_PATH,
-    build_stats_body,
-    flatten_stats,
-    split_ids,
-)
-from airflow_provider_butlr.reporting_answer import ReportingAnswer, decode_reporting_answer
-from airflow_provider_butlr.retry import RetryPolicy, describe
-from airflow_provider_butlr.settings import ButlrSettings, origin_of, settings_from_connection
-from airflow_provider_butlr.token_store import TokenStore, store_for
+from airflow_provider_butlr.hooks.connection_form import ConnectionFormMixin
+from airflow_provider_butlr.polling.answers import Verdict
+from airflow_provider_butlr.polling.plans import PollPlan, PollRequest, poll_flow
+from airflow_provider_butlr.reporting.answer import ReportingAnswer, decode_reporting_answer
+from airflow_provider_butlr.reporting.bodies import build_stats_body
+from airflow_provider_butlr.reporting.catalogue import REPORTING_PATH, STATS_PATH
+from airflow_provider_butlr.reporting.health import HIVES_QUERY, SENSORS_QUERY
+from airflow_provider_butlr.reporting.planning import split_ids
+from airflow_provider_butlr.reporting.rows import flatten_stats
+from airflow_provider_butlr.reporting.topology import TAGS_QUERY, TOPOLOGY_QUERY, Topology, unwrap
 
 if TYPE_CHECKING:  # requests is imported on the first request: DAG files that only build operators skip it
     import requests
@@ -89,7 +68,7 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-class ButlrHook(ButlrBaseHook):
+class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
     """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
 
     See :class:`~airflow_provider_butlr.hooks.base.ButlrBaseHook` for the parameters.
@@ -162,7 +141,7 @@ class ButlrHook(ButlrBaseHook):
         if self._session is None:
             import requests
 
-            from airflow_provider_butlr.hooks.deadline import DeadlineAdapter
+            from airflow_provider_butlr.client.deadline import DeadlineAdapter
 
             session = requests.Session()
             session.verify = self.settings.verify
@@ -194,7 +173,8 @@ class ButlrHook(ButlrBaseHook):
         if isinstance(step, DropToken):
             self.invalidate_token(step.token)
             return None
-        assert isinstance(step, Outgoing)
+        if not isinstance(step, Outgoing):
+            raise TypeError(f"unknown exchange step {step!r}")
         rate = limiter(self.settings)
         if rate is None:
             return self._transmit(step)
@@ -203,8 +183,12 @@ class ButlrHook(ButlrBaseHook):
         return pace_after(answer, rate)
 
     def _transmit(self, out: Outgoing) -> Answer:
-        """Send one request; the whole answer within the timeout (a total deadline) and the size cap."""
-        from airflow_provider_butlr.hooks.deadline import deadline
+        """Send one request; the whole answer within the timeout (a total deadline) and the size cap.
+
+        The body is read as it arrived (``decode_content=False``) and decoded by the
+        :class:`BodyReader` under the cap, whatever urllib3 would do with it.
+        """
+        from airflow_provider_butlr.client.deadline import deadline
 
         seconds = out.timeout or self.timeout
         session = self.get_conn()
@@ -224,13 +208,18 @@ class ButlrHook(ButlrBaseHook):
             )
             with response:
                 reader = BodyReader(
-                    response.status_code, out.url, self.settings.max_response_bytes, guard.deadline, seconds
+                    response.status_code,
+                    out.url,
+                    self.settings.max_response_bytes,
+                    guard.deadline,
+                    seconds,
+                    response.headers.get("Content-Encoding"),
                 )
-                for chunk in response.iter_content(READ_CHUNK):
+                for chunk in _raw_chunks(response):
                     if not reader.feed(chunk, time.monotonic()):
                         break
-        body = reader.body()
-        response._content = body  # what response.json() / .text read for callers of request()
+                body = reader.finish()
+        response.raw = io.BytesIO(body)  # what .content, .text and .json() read for callers of request()
         return Answer(response.status_code, response.headers, body, response.url, raw=response)
 
     # --- requests --------------------------------------------------------------------------------
@@ -270,6 +259,26 @@ class ButlrHook(ButlrBaseHook):
     ) -> Any:
         """Like :meth:`request` but returns the parsed JSON body (None for 204); a malformed body is retried."""
         return self._exchange(method, path, parse_json=True, policy=policy, **options).payload
+
+    def redact(self, value: Any) -> Any:
+        """``value`` (an answer, or what a user callable made of it) safe to hand on, e.g. to XCom:
+        credential fields replaced by ``***`` (their values masked in logs), and every secret and
+        token this process knows scrubbed from every string."""
+        return scrub_json(redact_secret_fields(value, mask_token), (self.settings.secret,))
+
+    def poll(self, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
+        """One poll of a sensor's plan (:func:`~airflow_provider_butlr.polling.plans.poll_flow`);
+        a GraphQL answer with ``errors`` fails the poll, as :meth:`graphql` does."""
+
+        def send(request: PollRequest) -> Any:
+            payload = self.request_json(
+                request.method, request.endpoint, json=request.json, params=request.params
+            )
+            if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
+                graphql_data(payload, self.settings)
+            return payload
+
+        return drive(poll_flow(plan, now, time.time), send)
 
     # --- GraphQL -------------------------------------------------------------------------------
 
@@ -312,72 +321,9 @@ class ButlrHook(ButlrBaseHook):
         finally:
             self.close()
 
-    # --- connection form (Airflow 3.0/3.1; 3.2+ reads the declarative provider info) ----------
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabels, placeholders and hidden fields of the connection form."""
-        return {
-            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
-            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
-            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra fields for the legacy form; WTForms is imported here only, never at module level."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional, any_of
-
-        def label(name: str) -> Any:
-            return lazy_gettext(CONN_FIELDS[name]["label"])
-
-        def description(name: str) -> str:
-            return str(CONN_FIELDS[name]["description"])
-
-        return {
-            "audience": StringField(
-                label("audience"),
-                widget=BS3TextFieldWidget(),
-                default=DEFAULT_AUDIENCE,
-                description=description("audience"),
-            ),
-            "auth_type": StringField(
-                label("auth_type"),
-                widget=BS3TextFieldWidget(),
-                default="client_credentials",
-                # any_of (not AnyOf): Airflow 3.0-3.2 turn exactly this validator into a dropdown.
-                validators=[any_of(list(CONN_FIELDS["auth_type"]["schema"]["enum"]))],
-                description=description("auth_type"),
-            ),
-            "timeout": IntegerField(
-                label("timeout"),
-                widget=BS3TextFieldWidget(),
-                default=CONN_FIELDS["timeout"]["schema"]["default"],
-                validators=[Optional(), NumberRange(min=1)],
-                description=description("timeout"),
-            ),
-            "max_retries": IntegerField(
-                label("max_retries"),
-                widget=BS3TextFieldWidget(),
-                default=DEFAULT_MAX_RETRIES,
-                validators=[Optional(), NumberRange(min=0)],
-                description=description("max_retries"),
-            ),
-            "max_requests_per_minute": IntegerField(
-                label("max_requests_per_minute"),
-                widget=BS3TextFieldWidget(),
-                default=None,
-                validators=[Optional(), NumberRange(min=1)],
-                description=description("max_requests_per_minute"),
-            ),
-        }
-
     # =========================================================================================
-    # Data methods: reporting, stats, assets. Thin: the logic lives in reporting.py (pure),
-    # export.py (streaming export engine) and queries.py (GraphQL texts, topology, health rules).
+    # Data methods: reporting, stats, assets. Thin: the logic lives in reporting/ (pure: bodies,
+    # rows, the streaming export engine, topology and device-health rules).
     # =========================================================================================
 
     def query_reporting(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -444,3 +390,21 @@ class ButlrHook(ButlrBaseHook):
     def get_tags(self) -> list[dict[str, Any]]:
         """Every tag with the floors, rooms and zones it is applied to."""
         return unwrap(self.graphql(TAGS_QUERY), "tags")
+
+
+def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrived (still content-encoded), with urllib3's errors as requests raises them
+    from ``iter_content`` (so the retry policy knows them)."""
+    import requests
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+
+    try:
+        yield from response.raw.stream(READ_CHUNK, decode_content=False)
+    except ProtocolError as err:
+        raise requests.exceptions.ChunkedEncodingError(err) from err
+    except DecodeError as err:
+        raise requests.exceptions.ContentDecodingError(err) from err
+    except ReadTimeoutError as err:
+        raise requests.exceptions.ConnectionError(err) from err
+    except SSLError as err:
+        raise requests.exceptions.SSLError(err) from err

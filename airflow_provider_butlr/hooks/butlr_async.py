@@ -1,7 +1,7 @@
 """ButlrAsyncHook: the async driver of the same exchange, for the triggerer (httpx, nothing blocking).
 
-It supplies tokens and moves bytes with httpx; every rule about answers lives in
-:mod:`airflow_provider_butlr.exchange`, shared with the sync hook.
+It supplies tokens and moves bytes with httpx; every rule about answers lives in the exchange
+(:mod:`airflow_provider_butlr.client.flow`), shared with the sync hook.
 """
 
 from __future__ import annotations
@@ -18,15 +18,23 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
-from airflow_provider_butlr import exchange
-from airflow_provider_butlr.aio import within
-from airflow_provider_butlr.auth import TOKEN_CACHE, AccessToken, amask_token
-from airflow_provider_butlr.exchange import NEED_TOKEN, Answer, DropToken, Outgoing, Step
+from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.calls import make_call
+from airflow_provider_butlr.client.flow import adrive, authorised_flow, login_endpoint, login_flow
+from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
+from airflow_provider_butlr.client.messages import NEED_TOKEN, Answer, DropToken, Outgoing, Step
+from airflow_provider_butlr.client.ratelimit import limiter, pace_after
+from airflow_provider_butlr.client.retry import DeadlineExceeded, awith_retries
+from airflow_provider_butlr.client.settings import ButlrSettings, settings_from_connection
+from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE, amask_token
+from airflow_provider_butlr.client.tokens.model import AccessToken
+from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
+from airflow_provider_butlr.common.aio import within
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
 from airflow_provider_butlr.hooks.connection_lookup import connection_not_found
-from airflow_provider_butlr.retry import DeadlineExceeded
-from airflow_provider_butlr.settings import ButlrSettings, settings_from_connection
-from airflow_provider_butlr.token_store import TokenStore, store_for
+from airflow_provider_butlr.polling.answers import Verdict
+from airflow_provider_butlr.polling.plans import PollPlan, PollRequest, poll_flow
+from airflow_provider_butlr.reporting.topology import TOPOLOGY_QUERY, Topology
 
 _UNRESOLVED = object()  # the token store is looked up once, on the first token
 
@@ -104,11 +112,11 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     async def _alogin(self, settings: ButlrSettings) -> AccessToken:
         timeout = self.options.timeout_for(settings)
-        token: AccessToken = await exchange.awith_retries(
-            lambda: exchange.adrive(exchange.login_flow(settings, time.time, timeout), self._aperform),
+        token: AccessToken = await awith_retries(
+            lambda: adrive(login_flow(settings, time.time, timeout), self._aperform),
             self.options.retry_policy_for(settings),
             "POST",
-            exchange.login_endpoint(settings),
+            login_endpoint(settings),
             settings.base_url,
         )
         await amask_token(token.value)
@@ -125,16 +133,17 @@ class ButlrAsyncHook(ButlrBaseHook):
             settings = await self.aget_settings()
             await TOKEN_CACHE.ainvalidate(settings.cache_key, step.token, store=self._token_store(settings))
             return None
-        assert isinstance(step, Outgoing)
+        if not isinstance(step, Outgoing):
+            raise TypeError(f"unknown exchange step {step!r}")
         settings = await self.aget_settings()
         seconds = step.timeout or self.options.timeout_for(settings)
-        rate = exchange.limiter(settings)
+        rate = limiter(settings)
         async with rate.asending() if rate is not None else nullcontext():
             try:  # a total deadline: connect, headers and body
                 answer = await within(self._atransmit(step, seconds), seconds)
             except TimeoutError:
                 raise DeadlineExceeded(seconds) from None
-        return exchange.pace_after(answer, rate)
+        return pace_after(answer, rate)
 
     async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
         """Send one request; the whole answer within the size cap (the caller bounds the time)."""
@@ -146,13 +155,21 @@ class ButlrAsyncHook(ButlrBaseHook):
         )
         response = await client.send(request, stream=True)
         try:
-            reader = exchange.BodyReader(response.status_code, out.url, limit, loop.time() + seconds, seconds)
-            async for chunk in response.aiter_bytes(exchange.READ_CHUNK):
+            reader = BodyReader(
+                response.status_code,
+                out.url,
+                limit,
+                loop.time() + seconds,
+                seconds,
+                response.headers.get("Content-Encoding"),
+            )
+            async for chunk in response.aiter_raw(READ_CHUNK):  # as it arrived: decoded under the cap
                 if not reader.feed(chunk, loop.time()):
                     break
+            body = reader.finish()
         finally:
             await response.aclose()
-        return Answer(response.status_code, response.headers, reader.body(), str(response.url), raw=response)
+        return Answer(response.status_code, response.headers, body, str(response.url), raw=response)
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -167,9 +184,9 @@ class ButlrAsyncHook(ButlrBaseHook):
         """Send an authenticated request and return its JSON body: ``ButlrHook.request_json``'s rules."""
         settings = await self.aget_settings()
         self._require_client()
-        call = exchange.make_call(settings, method, path, json=json, params=params)
-        outcome = await exchange.awith_retries(
-            lambda: exchange.adrive(exchange.authorised_flow(call, settings), self._aperform),
+        call = make_call(settings, method, path, json=json, params=params)
+        outcome = await awith_retries(
+            lambda: adrive(authorised_flow(call, settings), self._aperform),
             self.options.retry_policy_for(settings),
             call.method,
             call.endpoint,
@@ -182,9 +199,27 @@ class ButlrAsyncHook(ButlrBaseHook):
     ) -> Any:
         """Run a GraphQL query; return ``data``. Any ``errors`` entry raises ButlrGraphQLError."""
         payload = await self.arequest_json(
-            "POST", exchange.GRAPHQL_PATH, json=exchange.graphql_body(query, variables, operation_name)
+            "POST", GRAPHQL_PATH, json=graphql_body(query, variables, operation_name)
         )
-        return exchange.graphql_data(payload, await self.aget_settings())
+        return graphql_data(payload, await self.aget_settings())
+
+    async def apoll(self, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
+        """One poll of a plan (the triggerer's twin of ``ButlrHook.poll``)."""
+        settings = await self.aget_settings()
+
+        async def send(request: PollRequest) -> Any:
+            payload = await self.arequest_json(
+                request.method, request.endpoint, json=request.json, params=request.params
+            )
+            if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
+                graphql_data(payload, settings)
+            return payload
+
+        return await adrive(poll_flow(plan, now, time.time), send)
+
+    async def aget_topology(self) -> Topology:
+        """Sites -> buildings -> floors -> rooms/zones (the sync hook's ``get_topology``)."""
+        return Topology.from_graphql(await self.agraphql(TOPOLOGY_QUERY))
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:

@@ -1,1 +1,1 @@
-"""Butlr operators."""
+"""Butlr operators; import them from :mod:`airflow_provider_butlr.operators.butlr`."""

@@ -17,58 +17,24 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_butlr.aio import within
-from airflow_provider_butlr.conditions import PollPlan, PollRequest, Verdict, poll_flow, rfc3339
-from airflow_provider_butlr.exceptions import (
-    ButlrAPIError,
-    ButlrAuthError,
-    ButlrConfigurationError,
-    ButlrError,
-)
-from airflow_provider_butlr.exchange import adrive
+from airflow_provider_butlr.common.aio import within
+from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
-from airflow_provider_butlr.retry import describe, is_transient
-from airflow_provider_butlr.settings import ClientOptions
+from airflow_provider_butlr.hooks.options import ClientOptions
+from airflow_provider_butlr.polling.answers import Verdict
+from airflow_provider_butlr.polling.plans import PollPlan
+from airflow_provider_butlr.reporting.times import format_instant
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
 )
-
-# 4xx answers that may heal by themselves; any other 4xx means the request itself is wrong.
-HEALING_CLIENT_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """Errors another poll cannot fix: bad configuration, a 4xx the request itself caused, or a bug.
-
-    Exhausted retries (5xx, network), auth refusals and unreadable answers count against the
-    failure budget instead: they may heal before the deadline.
-    """
-    if isinstance(exc, ButlrConfigurationError):
-        return True
-    if isinstance(exc, ButlrAPIError) and not isinstance(exc, ButlrAuthError):
-        status = exc.status
-        return status is not None and 400 <= status < 500 and status not in HEALING_CLIENT_STATUSES
-    if isinstance(exc, ButlrError):
-        return False
-    return not is_transient(exc)
-
-
-async def poll_once(hook: ButlrAsyncHook, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
-    """One poll (:func:`~airflow_provider_butlr.conditions.poll_flow`) driven by the async hook."""
-
-    async def send(request: PollRequest) -> Any:
-        return await hook.arequest_json(
-            request.method, request.endpoint, json=request.json, params=request.params
-        )
-
-    return await adrive(poll_flow(plan, now, time.time), send)
+from airflow_provider_butlr.triggers.failures import describe_failure, is_permanent
 
 
 class ButlrTrigger(BaseTrigger):
     """Poll until ``plan`` is met, the ``deadline`` passes, or the failure budget is spent.
 
-    :param plan: a :class:`~airflow_provider_butlr.conditions.PollPlan` as a dict (``to_dict()``).
+    :param plan: a :class:`~airflow_provider_butlr.polling.plans.PollPlan` as a dict (``to_dict()``).
     :param deadline: absolute end of the wait, Unix seconds (from the sensor's ``timeout``).
     :param butlr_conn_id: the ``butlr`` connection.
     :param poll_interval: seconds between polls; also the wait after a failed poll.
@@ -167,7 +133,7 @@ class ButlrTrigger(BaseTrigger):
                     if time.time() >= self.deadline:
                         yield self._event(
                             "timeout",
-                            f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "
+                            f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
                             f"after {self.polls} poll(s); last result: {last_message}",
                         )
                         return
@@ -175,12 +141,12 @@ class ButlrTrigger(BaseTrigger):
                     try:
                         # the deadline holds while a request is in flight, not only between polls
                         verdict, responses = await within(
-                            poll_once(hook, plan, time.time()), max(self.deadline - time.time(), 0.001)
+                            hook.apoll(plan, time.time()), max(self.deadline - time.time(), 0.001)
                         )
                     except TimeoutError:
                         yield self._event(
                             "timeout",
-                            f"Butlr condition not met by the deadline {rfc3339(self.deadline)} "
+                            f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
                             f"after {self.polls} poll(s); the last poll was still in flight "
                             f"(the result before it: {last_message})",
                         )
@@ -188,23 +154,23 @@ class ButlrTrigger(BaseTrigger):
                     except Exception as exc:
                         if is_permanent(exc):
                             yield self._event(
-                                "error", f"Butlr poll failed and cannot recover: {_describe(exc)}"
+                                "error", f"Butlr poll failed and cannot recover: {describe_failure(exc)}"
                             )
                             return
                         failures += 1
                         unsuccessful += 1
-                        last_message = f"poll failed: {_describe(exc)}"
+                        last_message = f"poll failed: {describe_failure(exc)}"
                         self.log.warning(
                             "Butlr poll %d failed (%d of %d consecutive failures allowed): %s",
                             self.polls,
                             failures,
                             self.max_consecutive_failures,
-                            _describe(exc),
+                            describe_failure(exc),
                         )
                         if failures >= self.max_consecutive_failures:
                             yield self._event(
                                 "error",
-                                f"Butlr poll failed {failures} time(s) in a row; last error: {_describe(exc)}",
+                                f"Butlr poll failed {failures} time(s) in a row; last error: {describe_failure(exc)}",
                             )
                             return
                         continue
@@ -216,7 +182,7 @@ class ButlrTrigger(BaseTrigger):
                     last_message = verdict.message
                     self.log.info("Butlr condition not met yet (poll %d): %s", self.polls, verdict.message)
         except Exception as exc:  # the connection could not be read, or the client not opened
-            yield self._event("error", f"Butlr trigger could not start: {_describe(exc)}")
+            yield self._event("error", f"Butlr trigger could not start: {describe_failure(exc)}")
         finally:
             self._hook = None
 
@@ -242,9 +208,3 @@ class ButlrTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """Nothing runs remotely: a Butlr poll is a read; just release the client."""
         await self.cleanup()
-
-
-def _describe(exc: BaseException) -> str:
-    """Short and secret-free: ButlrError messages are already sanitised; others get their type."""
-    text = str(exc) if isinstance(exc, ButlrError) else describe(exc)
-    return " ".join(text.split())[:400]

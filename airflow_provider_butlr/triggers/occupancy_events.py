@@ -9,7 +9,7 @@ For event-driven scheduling (Airflow >= 3.0)::
 
 Every ``poll_interval`` it reads the latest ``window_minutes`` of 1-minute occupancy and fires one
 event per *crossing*: a streak of minutes satisfying ``occupancy <op> threshold`` that has lasted
-``for_minutes`` (see :mod:`airflow_provider_butlr.occupancy_events`). While the condition stays
+``for_minutes`` (see :mod:`airflow_provider_butlr.polling.occupancy`). While the condition stays
 true, the same streak is found again and not fired again; the next crossing needs a minute that
 breaks the streak first.
 
@@ -38,18 +38,17 @@ import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_butlr.conditions import COMPARATORS, PollPlan, raise_for_payload_errors
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
-from airflow_provider_butlr.hooks.butlr import GRAPHQL_PATH
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
-from airflow_provider_butlr.occupancy_events import (
+from airflow_provider_butlr.polling.answers import COMPARATORS
+from airflow_provider_butlr.polling.occupancy import (
     CrossingLedger,
     OccupancyWatch,
     find_crossing,
     ledger_key,
 )
-from airflow_provider_butlr.queries import TOPOLOGY_QUERY, Topology
-from airflow_provider_butlr.triggers.butlr import _describe, poll_once
+from airflow_provider_butlr.polling.plans import PollPlan
+from airflow_provider_butlr.triggers.failures import describe_failure
 
 try:  # Airflow >= 3.0 (event-driven scheduling); the import guard keeps the module importable
     from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -192,7 +191,9 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         try:
             return CrossingLedger.from_json(await store.aget(self.ledger_key)) or CrossingLedger()
         except Exception as exc:  # e.g. one trigger watched by several assets: no single store
-            self.log.warning("Asset state store unusable (%s); the ledger stays in memory.", _describe(exc))
+            self.log.warning(
+                "Asset state store unusable (%s); the ledger stays in memory.", describe_failure(exc)
+            )
             return CrossingLedger()
 
     async def save_ledger(self, ledger: CrossingLedger) -> None:
@@ -202,7 +203,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         try:
             await store.aset(self.ledger_key, ledger.to_json())
         except Exception as exc:
-            self.log.warning("Could not save the crossing ledger: %s", _describe(exc))
+            self.log.warning("Could not save the crossing ledger: %s", describe_failure(exc))
 
     async def _events(
         self, minutes: Mapping[str, list[tuple[float, float]]], ledger: CrossingLedger
@@ -248,9 +249,9 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
                 try:
                     if not hook.is_open:
                         await hook.__aenter__()
-                    _, responses = await poll_once(hook, plan, time.time())
+                    _, responses = await hook.apoll(plan, time.time())
                 except Exception as exc:
-                    self.log.warning("Butlr occupancy poll %d failed: %s", self.polls, _describe(exc))
+                    self.log.warning("Butlr occupancy poll %d failed: %s", self.polls, describe_failure(exc))
                 else:
                     async for event in self._events(self.watch.minutes(responses), ledger):
                         yield event
@@ -315,10 +316,10 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
                             kwargs.get("max_ids_per_request"),
                         ).validate()
                         resolved_at = time.time()
-                    _, responses = await poll_once(hook, PollPlan(watch.requests(), []), time.time())
+                    _, responses = await hook.apoll(PollPlan(watch.requests(), []), time.time())
                     snapshot = {"minutes": watch.minutes(responses), "ids": list(watch.ids), "error": None}
                 except Exception as exc:
-                    snapshot["error"] = _describe(exc)
+                    snapshot["error"] = describe_failure(exc)
                 yield snapshot
                 await asyncio.sleep(poll_interval)
         finally:
@@ -345,9 +346,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
 
 async def site_assets(hook: ButlrAsyncHook, site: str, kind: str) -> list[str]:
     """The site's floors, rooms or zones (from the topology), refusing an unknown or empty site."""
-    payload = await hook.arequest_json("POST", GRAPHQL_PATH, json={"query": TOPOLOGY_QUERY})
-    raise_for_payload_errors(GRAPHQL_PATH, payload)
-    topology = Topology.from_graphql(payload.get("data") if isinstance(payload, Mapping) else None)
+    topology = await hook.aget_topology()
     ids = topology.assets_in([site], (kind,))[kind]
     if not ids:
         raise ButlrConfigurationError(f"site {site!r} has no {kind}")

@@ -1,0 +1,331 @@
+"""The one retry policy (tenacity): what is transient, how long to wait, and when to give up.
+
+Used by the sync hook (login and API calls) and, as its async twin, by the trigger.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import logging
+import math
+import random
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import tenacity
+from tenacity.wait import wait_base
+
+from airflow_provider_butlr.exceptions import (
+    ButlrAPIError,
+    ButlrAuthError,
+    ButlrDataError,
+    ButlrError,
+    ButlrRateLimitError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+NO_CONTENT_STATUSES = frozenset({204, 205})  # answers without a body: nothing to parse
+
+
+class TransientHTTPError(Exception):
+    """A retryable HTTP answer (429/5xx); internal to the retry loop, never seen by users."""
+
+    def __init__(self, status: int, *, retry_after: float | None, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+class DeadlineExceeded(Exception):
+    """An attempt did not complete (connect, headers and body) within its deadline; retryable."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s (the connection's timeout)")
+
+
+class TransientDataError(Exception):
+    """A 2xx answer whose body could not be parsed (truncated or malformed JSON): worth another try."""
+
+
+class UndecodableBody(Exception):
+    """A body that does not decode as its ``Content-Encoding`` says (a cut or garbled stream): retried."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _is_requests_error(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of ``requests.exceptions.<names>``, without importing requests.
+
+    Only the sync hook imports requests (lazily, on its first request), so a DAG file that merely
+    constructs operators never pays for it; if requests is not loaded, ``exc`` cannot be its error.
+    """
+    module = sys.modules.get("requests.exceptions")
+    return module is not None and isinstance(exc, tuple(getattr(module, name) for name in names))
+
+
+def _is_httpx_error(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of ``httpx.<names>``; only the async path imports httpx, never here."""
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, tuple(getattr(httpx, name) for name in names))
+
+
+def _is_httpx_transport_error(exc: BaseException) -> bool:
+    # DecodingError: the twin of requests' ContentDecodingError (a body that is not what it claims)
+    return _is_httpx_error(exc, "TransportError", "TimeoutException", "DecodingError")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind ``exc`` (requests and httpx both chain it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """A failed TLS handshake: requests' SSLError, or httpx's ConnectError caused by an SSL error."""
+    if _is_requests_error(exc, "SSLError"):
+        return True
+    return _is_httpx_error(exc, "ConnectError") and _ssl_cause(exc) is not None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network errors, timeouts, 429/5xx and unparsable 2xx bodies are retried; nothing else is."""
+    if isinstance(exc, (TransientHTTPError, TransientDataError, DeadlineExceeded, UndecodableBody)):
+        return True
+    if _is_tls_error(exc):
+        return False  # a certificate (or scheme/port) problem does not heal by retrying
+    if _is_requests_error(exc, "ConnectionError", "Timeout", "ChunkedEncodingError", "ContentDecodingError"):
+        return True
+    return _is_httpx_transport_error(exc)
+
+
+class wait_retry_after_or_backoff(wait_base):
+    """Honour the server's ``Retry-After`` (capped); otherwise exponential backoff with jitter."""
+
+    def __init__(self, *, initial: float, maximum: float, retry_after_cap: float) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._cap = retry_after_cap
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, self._cap))
+        exponent = min(retry_state.attempt_number - 1, 30)
+        backoff = min(self._maximum, self._initial * 2**exponent)
+        return backoff + random.uniform(0, min(self._initial, self._maximum))
+
+
+def describe(exc: BaseException | None) -> str:
+    """A short, secret-free description of a failed attempt."""
+    if exc is None:
+        return "unknown error"
+    if _is_tls_error(exc):
+        cause = _ssl_cause(exc)
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
+        return f"TLS handshake failed ({cause}); check the scheme and port of the connection's host"
+    if isinstance(exc, (TransientHTTPError, TransientDataError, DeadlineExceeded)):
+        return str(exc)
+    if _is_requests_error(exc, "ChunkedEncodingError"):
+        return f"connection broken mid-response ({type(exc).__name__})"
+    if (
+        isinstance(exc, UndecodableBody)
+        or _is_requests_error(exc, "ContentDecodingError")
+        or _is_httpx_error(exc, "DecodingError")
+    ):
+        return f"undecodable response body ({type(exc).__name__})"
+    if _is_requests_error(exc, "Timeout") or type(exc).__name__.endswith("Timeout"):
+        return f"timed out ({type(exc).__name__})"
+    if _is_requests_error(exc, "ConnectionError") or _is_httpx_transport_error(exc):
+        return f"connection failed ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: ``max_retries`` extra attempts, waits from Retry-After or backoff."""
+
+    max_retries: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    retry_after_cap: float = 60.0
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def _kwargs(self, label: str) -> dict[str, Any]:
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Butlr %s: %s; attempt %d of %d, retrying in %.2f s",
+                label,
+                describe(exc),
+                state.attempt_number,
+                self.max_attempts,
+                delay,
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "wait": wait_retry_after_or_backoff(
+                initial=self.wait_initial, maximum=self.wait_max, retry_after_cap=self.retry_after_cap
+            ),
+            "retry": tenacity.retry_if_exception(is_transient),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
+
+    def retrying(self, label: str, *, sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+        """A fresh sync controller; ``label`` (e.g. ``POST /api/v3/reporting``) names the call in logs."""
+        kwargs = self._kwargs(label)
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        return tenacity.Retrying(**kwargs)
+
+    def async_retrying(self, label: str) -> tenacity.AsyncRetrying:
+        """The async twin, for the trigger's httpx client."""
+        return tenacity.AsyncRetrying(**self._kwargs(label))
+
+
+def give_up_error(
+    exc: BaseException,
+    *,
+    method: str,
+    endpoint: str,
+    attempts: int,
+    max_retries: int,
+    base_url: str | None = None,
+) -> BaseException:
+    """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient).
+
+    Shared by the sync hook and the async hook, so both report an exhausted budget the same way.
+    """
+    if isinstance(exc, ButlrError):
+        return exc
+    where = f"{endpoint} at {base_url}" if base_url else endpoint  # "connection refused" names the host
+    if not is_transient(exc):
+        if _is_requests_error(exc, "RequestException") or _is_httpx_error(exc, "RequestError"):
+            # e.g. TLS: users catch ButlrError only
+            return ButlrAPIError(
+                f"Butlr {method} {where} failed: {describe(exc)}",
+                method=method,
+                endpoint=endpoint,
+                attempts=attempts,
+            )
+        return exc
+    message = (
+        f"Butlr {method} {where} failed after {attempts} attempt(s) "
+        f"({max_retries} retries allowed): {describe(exc)}"
+    )
+    if isinstance(exc, TransientHTTPError) and exc.status == 429:
+        return ButlrRateLimitError(
+            message,
+            retry_after=exc.retry_after,
+            status=429,
+            method=method,
+            endpoint=endpoint,
+            attempts=attempts,
+        )
+    if isinstance(exc, TransientHTTPError):
+        return ButlrAPIError(message, status=exc.status, method=method, endpoint=endpoint, attempts=attempts)
+    if isinstance(exc, TransientDataError):
+        return ButlrDataError(message)
+    return ButlrAPIError(message, method=method, endpoint=endpoint, attempts=attempts)
+
+
+def status_error(status: int, detail: str, *, method: str, endpoint: str) -> ButlrAPIError:
+    """The error for a final (non-retryable) 4xx/5xx answer: ButlrAuthError for 401/403."""
+    message = f"Butlr {method} {endpoint} failed with HTTP {status}" + (f": {detail}" if detail else "")
+    error_cls = ButlrAuthError if status in (401, 403) else ButlrAPIError
+    return error_cls(message, status=status, method=method, endpoint=endpoint, body=detail)
+
+
+def _final_error(
+    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
+) -> BaseException:
+    attempts = retrying.statistics.get("attempt_number", 1)
+    return give_up_error(
+        exc,
+        method=label[0],
+        endpoint=label[1],
+        base_url=label[2],
+        attempts=attempts,
+        max_retries=policy.max_retries,
+    )
+
+
+def _raise_final(
+    exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
+) -> NoReturn:
+    """Re-raise a final failure as the ButlrError that describes it (chained to the cause)."""
+    error = _final_error(exc, retrying, policy, label)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def with_retries(
+    attempt: Callable[[], T], policy: RetryPolicy, method: str, endpoint: str, base_url: str
+) -> T:
+    """Run ``attempt`` under the retry policy; a final failure becomes a ButlrError naming the call."""
+    retrying = policy.retrying(f"{method} {endpoint}")
+    try:
+        return retrying(attempt)
+    except Exception as exc:
+        _raise_final(exc, retrying, policy, (method, endpoint, base_url))
+
+
+async def awith_retries(
+    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, method: str, endpoint: str, base_url: str
+) -> T:
+    """The async twin of :func:`with_retries`."""
+    retrying = policy.async_retrying(f"{method} {endpoint}")
+
+    async def run_attempt() -> T:  # a coroutine function: tenacity runs plain callables synchronously
+        return await attempt()
+
+    try:
+        return await retrying(run_attempt)
+    except Exception as exc:
+        _raise_final(exc, retrying, policy, (method, endpoint, base_url))

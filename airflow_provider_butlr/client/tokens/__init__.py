@@ -1,0 +1,1 @@
+"""Access tokens: the model, the two login grants, the process cache, and the stores shared by processes."""

@@ -1,0 +1,1 @@
+"""Pure helpers every layer may use: JSON decoding with a depth limit and an async time bound."""

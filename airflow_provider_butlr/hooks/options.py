@@ -1,0 +1,81 @@
+"""A hook's own options: overrides of its connection's timeout and retries, JSON-safe for the trigger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from airflow_provider_butlr.client.retry import RetryPolicy
+from airflow_provider_butlr.client.settings import ButlrSettings
+from airflow_provider_butlr.exceptions import ButlrConfigurationError
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """A hook's own overrides of its connection's timeout and retry settings (sync and async alike).
+
+    As a JSON-safe mapping (:meth:`as_hook_params`) it travels from a sensor to the trigger, which
+    builds the same hook from it: every option reaches the triggerer without per-option plumbing.
+    """
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    retry_wait_initial: float = 0.5
+    retry_wait_max: float = 30.0
+    retry_after_cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "retry_wait_initial", "retry_wait_max", "retry_after_cap"):
+            value = getattr(self, name)
+            if value is None and name == "timeout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ButlrConfigurationError(
+                    f"{name} must be a non-negative number of seconds, got {value!r}"
+                )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ButlrConfigurationError(f"timeout must be above 0 seconds, got {self.timeout!r}")
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ButlrConfigurationError(
+                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
+            )
+
+    @classmethod
+    def from_hook_params(cls, hook_params: Mapping[str, Any] | None) -> ClientOptions:
+        """Options from a ``hook_params`` mapping; unknown names are refused by name."""
+        params = dict(hook_params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ButlrConfigurationError(
+                f"hook_params: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**params)
+
+    def as_hook_params(self) -> dict[str, Any]:
+        """The options that differ from the defaults, as a JSON-safe mapping."""
+        defaults = ClientOptions()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(defaults, f.name)
+        }
+
+    def timeout_for(self, settings: ButlrSettings) -> float:
+        """Seconds per request: the override, else the connection's ``timeout``."""
+        return float(self.timeout or settings.timeout)
+
+    def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
+        """The retry policy: ``max_retries`` from the override, else from the connection."""
+        max_retries = settings.max_retries if self.max_retries is None else self.max_retries
+        return RetryPolicy(
+            max_retries=max_retries,
+            wait_initial=self.retry_wait_initial,
+            wait_max=self.retry_wait_max,
+            retry_after_cap=self.retry_after_cap,
+        )

@@ -1,0 +1,73 @@
+"""What conditions read and say: rows in any reporting answer shape, comparisons, verdicts (pure)."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.reporting.times import parse_instant
+
+COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+
+
+QUANTIFIERS = ("all", "any")
+
+
+ASSET_KEYS = ("space_id", "room_id", "zone_id", "sensor_id", "tag_id", "building_id")
+
+
+MAX_LISTED = 10  # how many offending assets/windows a message or summary names
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one evaluation; ``details`` is small JSON (it travels in trigger events)."""
+
+    met: bool
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"met": self.met, "message": self.message, "details": self.details}
+
+
+def iter_rows(payload: Any) -> Iterator[dict[str, Any]]:
+    """Every reporting row in a response of shape A (flat list) or C (nested, raw leaves).
+
+    Shape B (nested statistics) carries no rows and yields nothing.
+    """
+    node = payload.get("data") if isinstance(payload, Mapping) and "data" in payload else payload
+    yield from _walk_rows(node)
+
+
+def _walk_rows(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict) and ("value" in item or "time" in item):
+                yield item
+            else:
+                yield from _walk_rows(item)
+    elif isinstance(node, Mapping):
+        for value in node.values():
+            yield from _walk_rows(value)
+
+
+def row_time(row: Mapping[str, Any]) -> float | None:
+    try:
+        return parse_instant(row.get("time"))
+    except ButlrConfigurationError:
+        return None
+
+
+def is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,1 @@
+"""The pure Butlr domain: catalogue, validation, times and windows, planning, bodies, rows, export."""

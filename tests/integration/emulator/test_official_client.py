@@ -1,0 +1,163 @@
+"""The three gaps Butlr's official client (butlr-mcp) found, sent the way that client sends them.
+
+butlr-api.md §11 describes its requests: GraphQL floor/zone detail queries selecting ``roomID`` /
+``floorID``; "current occupancy" reporting over "now minus 5 minutes" with ``group_by {raw: true}``,
+60 s median windows, ``value {gte: 0}`` (and ``calibrated: "true"`` for traffic). Answers are
+checked against the emulator's ground truth (``timeseries.series.minute_values``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from airflow_provider_butlr.testing import ButlrEmulator
+from airflow_provider_butlr.testing.timeseries.series import minute_values, series_assets
+from tests.integration.emulator.conftest import REPORTING, Client
+
+UTC = UTC
+# A Wednesday afternoon in UTC: offices in every seeded timezone have people in them around now.
+NOW = datetime(2025, 11, 5, 15, 24, 45, tzinfo=UTC)
+
+FLOOR_DETAIL = """
+query FloorDetail($id: ID!) {
+  floor(id: $id) { __typename id name rooms { __typename id name } zones { __typename id name roomID } }
+}
+"""
+ZONE_DETAIL = """
+query ZoneDetail($id: ID!) {
+  zone(id: $id) { __typename id name floorID roomID floor_id room_id }
+}
+"""
+
+
+def _js_iso(moment: datetime) -> str:
+    """``new Date().toISOString()``: milliseconds and ``Z``, as the official client formats times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def current_occupancy_body(measurement: str, id_key: str, ids: list[str], traffic: bool) -> dict[str, Any]:
+    """The body of the client's "current occupancy" helper (butlr-api.md §11)."""
+    flt: dict[str, Any] = {
+        "measurements": [measurement],
+        id_key: {"eq": ids},
+        "start": _js_iso(NOW - timedelta(minutes=5)),
+        "stop": _js_iso(NOW),
+        "value": {"gte": 0},
+    }
+    if traffic:
+        flt["calibrated"] = "true"
+    return {
+        "filter": flt,
+        "window": {"every": "60s", "function": "median", "timezone": "UTC"},
+        "group_by": {"raw": True},
+        "options": {"format": "json", "timestamp": "RFC3339"},
+    }
+
+
+@pytest.fixture
+def frozen(emu: ButlrEmulator) -> ButlrEmulator:
+    emu.clock.freeze(NOW)
+    return emu
+
+
+def _zone_without_room(emu: ButlrEmulator) -> Any:
+    return next(z for z in emu.org.zones_by_id.values() if z.room_id is None)
+
+
+def test_zone_camelcase_ids_answer_for_floor_and_zone_details_even_without_a_room(
+    client: Client, emu: ButlrEmulator
+) -> None:
+    roomless = _zone_without_room(emu)
+    roomed = next(z for z in emu.org.zones_by_id.values() if z.room_id is not None)
+    floor = client.data(FLOOR_DETAIL, {"id": roomless.floor_id})["floor"]
+    by_id = {z["id"]: z for z in floor["zones"]}
+    assert by_id[roomless.id] == {
+        "__typename": "Zone",
+        "id": roomless.id,
+        "name": roomless.name,
+        "roomID": None,
+    }
+    for zone in (roomless, roomed):
+        answer = client.data(ZONE_DETAIL, {"id": zone.id})["zone"]
+        assert answer["floorID"] == answer["floor_id"] == zone.floor_id
+        assert answer["roomID"] == answer["room_id"] == zone.room_id
+
+
+def _expected_minutes(emu: ButlrEmulator) -> list[datetime]:
+    """Minutes with data in [now - 5 min, now): from the first whole minute up to the data lag."""
+    first = (NOW - timedelta(minutes=5)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    data_end = NOW.replace(second=0, microsecond=0) - timedelta(minutes=emu.config.data_lag_minutes)
+    return [first + timedelta(minutes=i) for i in range(int((data_end - first).total_seconds() // 60))]
+
+
+@pytest.mark.parametrize(
+    ("measurement", "traffic"), [("room_occupancy", False), ("traffic_room_occupancy", True)]
+)
+def test_current_occupancy_answers_nested_by_asset_then_time_with_ground_truth_rows(
+    client: Client, frozen: ButlrEmulator, measurement: str, traffic: bool
+) -> None:
+    emu = frozen
+    rooms = series_assets(emu.org, measurement, emu.config.seed)[:10]
+    response = client.post(
+        REPORTING, current_occupancy_body(measurement, "rooms", rooms, traffic), token=client.token
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    minutes = _expected_minutes(emu)
+    assert len(minutes) >= 2  # the default 2-minute lag leaves data in "now minus 5 minutes"
+    assert isinstance(data, dict) and sorted(data) == sorted(rooms)
+    nonzero = 0
+    for room in rooms:
+        truth = dict(
+            minute_values(
+                emu.org, measurement, room, minutes[0], minutes[-1] + timedelta(minutes=1), emu.config.seed
+            )
+        )
+        by_time = data[room]
+        assert list(by_time) == [m.strftime("%Y-%m-%dT%H:%M:%SZ") for m in minutes]
+        for minute in minutes:
+            leaf = by_time[minute.strftime("%Y-%m-%dT%H:%M:%SZ")]
+            assert isinstance(leaf, list) and len(leaf) == 1
+            row = leaf[0]
+            assert row["room_id"] == room and row["time"] == minute.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert type(row["value"]) is int and row["value"] == truth[minute]
+            assert row["data_incomplete"] is True and 0 <= row["null_percentage"] <= 1
+            nonzero += row["value"] > 0
+    assert nonzero > 0  # the check is not satisfied by an all-zero answer
+
+
+def test_data_lag_is_configurable_and_zero_lag_reaches_the_last_whole_minute(
+    client: Client, frozen: ButlrEmulator
+) -> None:
+    rooms = series_assets(frozen.org, "room_occupancy", frozen.config.seed)[:3]
+    body = current_occupancy_body("room_occupancy", "rooms", rooms, False)
+    frozen.config.data_lag_minutes = 0
+    latest = max(client.post(REPORTING, body, token=client.token).json()["data"][rooms[0]])
+    frozen.config.data_lag_minutes = 3
+    lagged = client.post(REPORTING, body, token=client.token).json()["data"][rooms[0]]
+    assert latest == "2025-11-05T15:23:00Z"  # the minute that ended before now
+    assert list(lagged) == ["2025-11-05T15:20:00Z"]
+
+
+def test_counts_are_integers_and_only_fractional_means_or_medians_are_floats(
+    client: Client, frozen: ButlrEmulator
+) -> None:
+    rooms = series_assets(frozen.org, "room_occupancy", frozen.config.seed)[:5]
+    start, stop = NOW - timedelta(hours=6), NOW - timedelta(hours=1)
+    types: dict[str, set[type]] = {}
+    for function in ("max", "min", "sum", "first", "last", "mean", "median"):
+        body = {
+            "filter": {"measurements": ["room_occupancy"], "rooms": {"eq": rooms}, "start": _js_iso(start),
+                       "stop": _js_iso(stop), "value": {"gte": 0}},
+            "window": {"every": "1h", "function": function},
+        }  # fmt: skip
+        rows = client.post(REPORTING, body, token=client.token).json()["data"]
+        assert rows
+        types[function] = {type(row["value"]) for row in rows}
+        for row in rows:
+            assert not (isinstance(row["value"], float) and row["value"].is_integer()), row
+    assert all(types[f] == {int} for f in ("max", "min", "sum", "first", "last"))
+    assert float in types["mean"]  # hourly means of head counts have fractions
