@@ -27,7 +27,8 @@ DEFAULT_PORT = 443  # of DEFAULT_BASE_URL
 # for a standard field and a bare "443" placeholder would read as filled in: it says to type it.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema"],
-    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL"},
+    # "Port": Airflow 3.0/3.1 would label it "port" (3.2+ says "Port" anyway).
+    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL", "port": "Port"},
     "placeholders": {
         "host": DEFAULT_BASE_URL,
         "port": f"{DEFAULT_PORT} (type it: the Test button needs a port)",

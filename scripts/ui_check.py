@@ -46,9 +46,8 @@ if TYPE_CHECKING:
 
 # What an admin must see (issue 8, issue 25); written out here rather than imported from the
 # package, so the check is an independent statement of the expected form.
-LABELS = {"host": "API base URL", "login": "Client ID", "password": "Client Secret"}
+LABELS = {"host": "API base URL", "login": "Client ID", "password": "Client Secret", "port": "Port"}
 PLACEHOLDERS = {"host": "https://api.butlr.io", "port": "443 (type it: the Test button needs a port)"}
-PORT_LABEL = "Port"
 HIDDEN = ("url_schema",)
 SHOWN = ("host", "port", "login", "password")
 EXTRA_FIELDS = {
@@ -201,8 +200,7 @@ def check_standard_fields(dialog: Locator) -> None:
     for field, label in LABELS.items():
         box = dialog.get_by_label(label, exact=True)
         check(box.get_attribute("name") == field, f"form: the {field} field is labelled {label!r}")
-    port = dialog.get_by_label(PORT_LABEL, exact=True)
-    check(port.get_attribute("name") == "port", f"form: a {PORT_LABEL!r} field is shown")
+    port = dialog.get_by_label(LABELS["port"], exact=True)
     check(port.get_attribute("type") == "number", "form: the port is a number field")
     check(port.input_value() == "", "form: the port starts empty (Airflow has no default for it)")
     for field, placeholder in PLACEHOLDERS.items():
@@ -242,7 +240,12 @@ def fill_standard_fields(
 ) -> None:
     """Type into the standard fields a user fills; ``None`` leaves a field as it is."""
     open_section(dialog, "Standard Fields")
-    values = {LABELS["host"]: host, PORT_LABEL: port, LABELS["login"]: client_id, LABELS["password"]: secret}
+    values = {
+        LABELS["host"]: host,
+        LABELS["port"]: port,
+        LABELS["login"]: client_id,
+        LABELS["password"]: secret,
+    }
     for label, value in values.items():
         if value is not None:
             dialog.get_by_label(label, exact=True).fill(str(value))
