@@ -18,12 +18,20 @@ AUTH_TYPES = ("client_credentials", "password")
 
 HOOK_CLASS = "airflow_provider_butlr.hooks.butlr.ButlrHook"
 
+DEFAULT_PORT = 443  # of DEFAULT_BASE_URL
+
 # Shared by the declarative form (Airflow >= 3.2) and the legacy hook methods (3.0/3.1).
+# The port is shown: Airflow 3.3.2's Test button sends ``port: 0`` for a connection saved without
+# one, and the API refuses that as "differs from the stored connection" (the UI shows a bare "Bad
+# Request"; apache/airflow#73298). A stored port makes the two agree. Airflow has no default value
+# for a standard field and a bare "443" placeholder would read as filled in: it says to type it.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port"],
-    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL"},
+    "hidden-fields": ["schema"],
+    # "Port": Airflow 3.0/3.1 would label it "port" (3.2+ says "Port" anyway).
+    "relabeling": {"login": "Client ID", "password": "Client Secret", "host": "API base URL", "port": "Port"},
     "placeholders": {
         "host": DEFAULT_BASE_URL,
+        "port": f"{DEFAULT_PORT} (type it: the Test button needs a port)",
         "login": "Butlr API client ID (or username for the password grant)",
         "password": "Butlr API client secret (or password)",
     },

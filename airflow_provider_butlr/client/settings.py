@@ -94,11 +94,12 @@ def origin_of(url: str) -> tuple[str, str, int]:
 def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = None) -> str:
     """Accept ``api.butlr.io``, ``https://api.butlr.io/`` or empty (the default); refuse garbage.
 
-    ``port`` (from a URI-form connection) is used when the host names none itself.
+    ``port`` (the form's Port field, or a URI-form connection's port) is used when the host names
+    none itself; the scheme's default (443 for https) stays implicit, so ``https://api.butlr.io``
+    with Port 443 is the same base URL (and token cache, asset URIs) as without. A port that
+    contradicts the one in the host is refused.
     """
-    raw = (host or "").strip()
-    if not raw:
-        return DEFAULT_BASE_URL
+    raw = (host or "").strip() or DEFAULT_BASE_URL
     candidate = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(candidate)
     if "@" in parts.netloc:  # never echo it: the userinfo may hold a password
@@ -106,8 +107,6 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
             f"host must not contain credentials (user:password@); put them in the login and password "
             f"fields (connection {conn_id}, field host)"
         )
-    if port and parts.hostname and parts.port is None and ":" not in parts.netloc.rsplit("]", 1)[-1]:
-        parts = parts._replace(netloc=f"{parts.netloc}:{int(port)}")
     hostname = parts.hostname or ""
     valid_host = bool(hostname) and all(ch.isalnum() or ch in ".-_[]:" for ch in hostname)
     if parts.scheme not in ("http", "https") or not valid_host or " " in raw or parts.query or parts.fragment:
@@ -116,11 +115,20 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
             f"(connection {conn_id}, field host)"
         )
     try:
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+        host_port = parts.port
     except ValueError as err:
         raise ButlrConfigurationError(
             f"host {raw!r} has an invalid port (connection {conn_id}, field host)"
         ) from err
+    field_port = _port_field(port, conn_id)
+    if field_port is not None and host_port is None:
+        if field_port != DEFAULT_PORTS[parts.scheme]:
+            parts = parts._replace(netloc=f"{parts.netloc.rstrip(':')}:{field_port}")
+    elif field_port is not None and field_port != host_port:
+        raise ButlrConfigurationError(
+            f"port {field_port} differs from the port {host_port} in host {raw!r}; make them agree "
+            f"or leave the port empty (connection {conn_id}, field port)"
+        )
     path = parts.path.rstrip("/")
     if parts.scheme == "http" and not _is_loopback(hostname):
         warnings.warn(
@@ -130,6 +138,23 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
             stacklevel=3,
         )
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _port_field(port: Any, conn_id: str) -> int | None:
+    """The connection's port: ``None`` when unset (0 too: nothing listens there), else 1-65535."""
+    if port is None or str(port).strip() in ("", "0"):
+        return None
+    try:
+        number = port if isinstance(port, int) and not isinstance(port, bool) else int(str(port).strip())
+    except ValueError:
+        raise ButlrConfigurationError(
+            f"port {port!r} is not a whole number (connection {conn_id}, field port)"
+        ) from None
+    if not 0 < number < 65536:
+        raise ButlrConfigurationError(
+            f"port {number} is not between 1 and 65535 (connection {conn_id}, field port)"
+        )
+    return number
 
 
 def _is_loopback(hostname: str) -> bool:

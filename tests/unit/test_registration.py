@@ -101,6 +101,7 @@ def test_providers_manager_reads_the_declarative_form() -> None:
     behaviour = manager.field_behaviours["butlr"]
     assert behaviour["hidden_fields"] == UI_FIELD_BEHAVIOUR["hidden-fields"]
     assert behaviour["relabeling"] == UI_FIELD_BEHAVIOUR["relabeling"]
+    assert behaviour["placeholders"] == UI_FIELD_BEHAVIOUR["placeholders"]
     assert {f"extra__butlr__{name}" for name in CONN_FIELDS} <= set(manager.connection_form_widgets)
 
 
@@ -204,7 +205,8 @@ def test_hook_meta_names_the_connection_type(hook_meta: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "title"), [("login", "Client ID"), ("password", "Client Secret"), ("host", "API base URL")]
+    ("field", "title"),
+    [("login", "Client ID"), ("password", "Client Secret"), ("host", "API base URL"), ("port", "Port")],
 )
 def test_hook_meta_relabels_the_standard_fields(hook_meta: dict[str, Any], field: str, title: str) -> None:
     standard = hook_meta["meta"]["standard_fields"][field]
@@ -217,9 +219,28 @@ def test_hook_meta_shows_the_default_api_url_as_host_placeholder(hook_meta: dict
     assert hook_meta["meta"]["standard_fields"]["host"]["placeholder"] == DEFAULT_BASE_URL
 
 
-@pytest.mark.parametrize("field", ["url_schema", "port"])
-def test_hook_meta_hides_schema_and_port(hook_meta: dict[str, Any], field: str) -> None:
-    assert hook_meta["meta"]["standard_fields"][field]["hidden"] is True
+def test_hook_meta_hides_the_schema(hook_meta: dict[str, Any]) -> None:
+    assert hook_meta["meta"]["standard_fields"]["url_schema"]["hidden"] is True
+
+
+def test_hook_meta_shows_the_port_with_a_placeholder_that_asks_for_it(hook_meta: dict[str, Any]) -> None:
+    """Issue 25: Airflow 3.3.2's Test button sends ``port: 0`` for a connection saved without a port
+    and the API answers "Bad Request" (apache/airflow#73298); a stored port avoids it, so the form
+    must show the field. Airflow offers no default value for it: the placeholder asks for 443."""
+    port = hook_meta["meta"]["standard_fields"]["port"]
+    assert port["hidden"] is False
+    assert port["title"] == "Port"  # 3.0/3.1 would say "port"
+    assert port["placeholder"] == UI_FIELD_BEHAVIOUR["placeholders"]["port"]
+    assert port["placeholder"].startswith("443 ") and "type it" in port["placeholder"]
+
+
+def test_the_port_field_is_not_hidden_in_either_form() -> None:
+    """The declarative form (3.2+) and the legacy hook method (3.0/3.1) alike (issue 25)."""
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    assert UI_FIELD_BEHAVIOUR["hidden-fields"] == ["schema"]
+    assert "port" not in ButlrHook.get_ui_field_behaviour()["hidden_fields"]
+    assert "port" in ButlrHook.get_ui_field_behaviour()["placeholders"]
 
 
 def test_hook_meta_lists_exactly_the_five_extra_fields(hook_meta: dict[str, Any]) -> None:

@@ -137,3 +137,107 @@ def test_credentials_in_the_host_are_refused_without_echoing_them(host: str) -> 
     with pytest.raises(ButlrConfigurationError, match="field host") as info:
         make(host=host)
     assert "hunter2-secret" not in str(info.value)
+
+
+# --- the Port field (shown in the form since issue 25: Airflow 3.3.2's Test button needs a port) ---
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        (
+            "https://api.butlr.io",
+            443,
+            "https://api.butlr.io",
+        ),  # the README's values: the default stays implicit
+        ("api.butlr.io", 443, "https://api.butlr.io"),
+        (None, 443, "https://api.butlr.io"),  # empty host: the default API, Port 443 agrees
+        ("", 8443, "https://api.butlr.io:8443"),
+        ("https://api.butlr.io:443", 443, "https://api.butlr.io:443"),  # as written; the ports agree
+        ("https://proxy.example.com/butlr/", 8443, "https://proxy.example.com:8443/butlr"),
+        ("http://127.0.0.1:8765", 8765, "http://127.0.0.1:8765"),  # the emulator, Port = its port
+        ("http://127.0.0.1", 8765, "http://127.0.0.1:8765"),
+        ("http://localhost", 80, "http://localhost"),
+        ("http://[::1]", 8765, "http://[::1]:8765"),
+        ("https://api.butlr.io", 0, "https://api.butlr.io"),  # 0: none (Airflow's own reading, #73298)
+        ("https://api.butlr.io", None, "https://api.butlr.io"),
+        ("https://api.butlr.io", "8443", "https://api.butlr.io:8443"),  # a URI's port may be a string
+    ],
+)
+def test_port_field(host: str | None, port: Any, expected: str) -> None:
+    assert make(host=host, port=port).base_url == expected
+
+
+def test_port_443_changes_neither_the_token_cache_key_nor_the_asset_uris() -> None:
+    from airflow_provider_butlr.assets import lineage_namespace
+
+    with_port, without = make(port=443), make()
+    assert with_port.cache_key == without.cache_key
+    assert (
+        lineage_namespace(with_port.base_url) == lineage_namespace(without.base_url) == "butlr://api.butlr.io"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        (
+            "http://127.0.0.1:8765",
+            443,
+            r"port 443 differs from the port 8765 in host 'http://127\.0\.0\.1:8765'",
+        ),
+        ("https://api.butlr.io:8443", 443, r"port 443 differs from the port 8443"),
+        ("https://api.butlr.io", -1, r"port -1 is not between 1 and 65535"),
+        ("https://api.butlr.io", 65536, r"port 65536 is not between 1 and 65535"),
+        ("https://api.butlr.io", "https", r"port 'https' is not a whole number"),
+    ],
+)
+def test_a_wrong_port_is_refused_naming_the_field(host: str, port: Any, message: str) -> None:
+    with pytest.raises(
+        ButlrConfigurationError, match=message + r".*\(connection butlr_default, field port\)"
+    ):
+        make(host=host, port=port)
+
+
+def emulator_connection(emu: Any, *, host: str, port: int | None) -> str:
+    """The emulator as an ``AIRFLOW_CONN_*`` JSON value with an explicit Port field."""
+    return json.dumps(
+        {
+            "conn_type": "butlr",
+            "host": host,
+            "port": port,
+            "login": emu.client_id,
+            "password": emu.client_secret,
+            "extra": {"audience": emu.audience, "timeout": 10, "max_retries": 1},
+        }
+    )
+
+
+@pytest.mark.parametrize("host_names_the_port", [True, False])
+def test_a_connection_with_a_port_reaches_the_emulator(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, host_names_the_port: bool
+) -> None:
+    """What the form stores when a user follows the README: API base URL plus Port (real HTTP)."""
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    host = emulator.url if host_names_the_port else "http://127.0.0.1"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BUTLR_DEFAULT", emulator_connection(emulator, host=host, port=emulator.port)
+    )
+    ok, message = ButlrHook().test_connection()
+    assert ok, message
+    assert message.startswith(f"Connected to Butlr at {emulator.url} ")
+
+
+def test_a_port_contradicting_the_host_fails_the_test_naming_the_field(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BUTLR_DEFAULT", emulator_connection(emulator, host=emulator.url, port=443)
+    )
+    ok, message = ButlrHook().test_connection()
+    assert not ok
+    assert f"port 443 differs from the port {emulator.port}" in message and "field port" in message
+    assert emulator.client_secret not in message
