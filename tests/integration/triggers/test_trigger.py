@@ -152,7 +152,9 @@ async def test_data_401_is_replayed_once_per_poll_then_waits(butlr_conn: Any) ->
     assert event["status"] == "timeout"
     assert "even after a fresh login" in event["message"]
     polls = event["polls"]
-    assert 1 <= polls <= math.ceil(duration / interval)  # it waits between polls (a loaded machine may fit one)
+    assert (
+        1 <= polls <= math.ceil(duration / interval)
+    )  # it waits between polls (a loaded machine may fit one)
     # request + one replay per poll (the last poll may have been cut by the deadline while in flight)
     assert 2 * (polls - 1) <= butlr_conn.counters.requests(GRAPHQL) <= 2 * polls
     # a login before the request and a fresh one before the replay (the refused token is dropped);
