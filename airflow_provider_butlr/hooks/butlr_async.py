@@ -205,17 +205,16 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     async def apoll(self, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
         """One poll of a plan (the triggerer's twin of ``ButlrHook.poll``)."""
-        settings = await self.aget_settings()
+        return await adrive(poll_flow(plan, now, time.time), self.apoll_request)
 
-        async def send(request: PollRequest) -> Any:
-            payload = await self.arequest_json(
-                request.method, request.endpoint, json=request.json, params=request.params
-            )
-            if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
-                graphql_data(payload, settings)
-            return payload
-
-        return await adrive(poll_flow(plan, now, time.time), send)
+    async def apoll_request(self, request: PollRequest) -> Any:
+        """One request of a poll: its JSON answer, a GraphQL answer with ``errors`` refused."""
+        payload = await self.arequest_json(
+            request.method, request.endpoint, json=request.json, params=request.params
+        )
+        if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
+            graphql_data(payload, await self.aget_settings())
+        return payload
 
     async def aget_topology(self) -> Topology:
         """Sites -> buildings -> floors -> rooms/zones (the sync hook's ``get_topology``)."""
