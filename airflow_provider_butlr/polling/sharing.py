@@ -137,6 +137,14 @@ class Batch:
     request: PollRequest
     members: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    id_set: set[str] = field(default_factory=set)
+
+    def add(self, member: int, ids: Sequence[str]) -> None:
+        self.members.append(member)
+        for i in ids:
+            if i not in self.id_set:
+                self.id_set.add(i)
+                self.ids.append(i)
 
     def distinct(self, shares: Sequence[Share]) -> int:
         """How many different requests the batch stands for (1: nothing was merged)."""
@@ -146,9 +154,10 @@ class Batch:
 def pack(shares: Sequence[Share]) -> list[Batch]:
     """The requests to send for ``shares``, in arrival order of their groups.
 
-    Identical requests: one batch. Mergeable ones: members are added to the group's current batch
-    while the union stays within ``max_ids``; a member whose ids would overflow it opens the next
-    batch (so every member's answer comes from exactly one request).
+    Identical requests: one batch. Mergeable ones: each member goes to the batch of its group that
+    needs the fewest new ids for it (none when its ids are already asked) while the union stays
+    within ``max_ids``, else to a new batch; a member's ids are never split, so every member's
+    answer comes from exactly one request.
     """
     groups: dict[str, list[Batch]] = {}
     for index, share in enumerate(shares):
@@ -158,14 +167,15 @@ def pack(shares: Sequence[Share]) -> list[Batch]:
                 batches.append(Batch(share.request))
             batches[0].members.append(index)
             continue
-        current = batches[-1] if batches else None
-        new = [i for i in share.ids if current is None or i not in current.ids]
-        if current is None or (new and len(current.ids) + len(new) > share.max_ids):
-            current = Batch(share.request)
-            batches.append(current)
-            new = list(share.ids)
-        current.ids.extend(new)
-        current.members.append(index)
+        best: tuple[int, Batch] | None = None
+        for batch in batches:
+            new = sum(1 for i in share.ids if i not in batch.id_set)
+            if len(batch.ids) + new <= share.max_ids and (best is None or new < best[0]):
+                best = (new, batch)
+        if best is None:
+            best = (len(share.ids), Batch(share.request))
+            batches.append(best[1])
+        best[1].add(index, share.ids)
     out = []
     for group in groups.values():
         for batch in group:
