@@ -24,6 +24,7 @@ SCENARIOS = {
     "parse": "benchmarks.s5_parse_cost",
     "deferrable": "benchmarks.s6_deferrable",
     "rate_limit": "benchmarks.s7_rate_limit",
+    "shared_polls": "benchmarks.s8_shared_polls",
 }
 RESULTS = REPO / "benchmarks" / "results"
 
