@@ -55,6 +55,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="data requests allowed per sliding 60 s window; beyond it HTTP 429 with Retry-After",
     )
     parser.add_argument(
+        "--reporting-max-id-windows",
+        type=int,
+        default=defaults.reporting_max_id_windows,
+        help="processing budget: ids x windows above this answers the silent-empty result "
+        f"(default {defaults.reporting_max_id_windows}; 0: no such budget)",
+    )
+    parser.add_argument(
         "--reporting-max-id-minutes",
         type=int,
         help="processing budget: ids x range minutes above this answers the silent-empty result",
@@ -146,6 +153,7 @@ def build(args: argparse.Namespace) -> ButlrEmulator:
         data_lag_minutes=args.data_lag_minutes,
         rate_limit_per_minute=args.rate_limit_per_minute,
         reporting_max_id_minutes=args.reporting_max_id_minutes,
+        reporting_max_id_windows=args.reporting_max_id_windows or None,
         admin_api=True if args.admin else None,
     )
     for spec in args.fault:

@@ -48,7 +48,8 @@ class EmulatorConfig:
     # Largest request body accepted, in bytes (413 above).
     max_body_bytes: int = 10 * 1024 * 1024
     # Time-series engine (timeseries/reporting.py); meanings and defaults in timeseries/settings.py.
-    reporting_max_ids: int = _ENGINE.reporting_max_ids
+    reporting_max_id_windows: int | None = _ENGINE.reporting_max_id_windows
+    reporting_max_ids: int | None = _ENGINE.reporting_max_ids
     reporting_max_ids_long: int = _ENGINE.reporting_max_ids_long
     reporting_long_range_hours: int = _ENGINE.reporting_long_range_hours
     reporting_max_series_minutes: int = _ENGINE.reporting_max_series_minutes

@@ -40,6 +40,7 @@ LIVE_FIELDS = frozenset(
         "rate_limit_per_minute",
         "data_lag_minutes",
         "reporting_max_id_minutes",
+        "reporting_max_id_windows",
         "reporting_max_ids",
         "reporting_max_ids_long",
         "reporting_long_range_hours",
