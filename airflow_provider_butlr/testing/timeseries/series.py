@@ -19,7 +19,9 @@ The model, per UTC minute (a minute ``m`` covers ``[m, m + 60 s)``):
 * **traffic** per traffic-mode sensor: ``in``/``out`` counts per minute, built so that their running
   difference follows a second occupancy curve of the sensor, plus random pass-throughs.
 * **traffic_room_occupancy** of a room (rooms with traffic sensors): ``max(0, running + in - out)`` over
-  the room's traffic sensors, restarted at 0 at each local midnight of the site.
+  the room's traffic sensors, restarted at 0 at each local midnight of the site. Entrance sensors bound to
+  the room count too: Butlr's client notes that the Reporting API aggregates by ``room_id`` whatever
+  ``is_entrance`` says (``src/utils/occupancy-helpers.ts``, "a café occupying the floor's entry area").
   **traffic_floor_occupancy** of a floor: the same over its ``is_entrance`` traffic sensors.
   **traffic_zone_occupancy** of a zone: the same over the traffic sensors listing the zone in ``zone_ids``
   (Butlr's client sends the measurement for zones; its docs say zones support presence only, so the seeded
@@ -163,12 +165,8 @@ def _coverage(org: Organization) -> _Coverage:
             else:
                 capacity = DEFAULT_SENSOR_CAPACITY
             cov.sensor_capacity[sensor.id] = capacity
-        for room in floor.rooms:
-            own = tuple(
-                (s.id, cov.sensor_capacity[s.id])
-                for s in traffic
-                if s.room_id == room.id and not s.is_entrance
-            )
+        for room in floor.rooms:  # every traffic sensor of the room, entrances included (MCP, see above)
+            own = tuple((s.id, cov.sensor_capacity[s.id]) for s in traffic if s.room_id == room.id)
             if own:
                 cov.room_traffic[room.id] = own
         for zone in floor.zones:
