@@ -17,6 +17,7 @@ DEFAULT_PASSWORD = "emulator-password-do-not-use"
 DEFAULT_AUDIENCE = "https://butlrauth/"
 
 GRAPHQL_AUTH_ERROR_MODES = ("http", "graphql")
+UNKNOWN_ID_MODES = ("null", "error")
 EXPIRES_IN_MODES = ("present", "absent")
 
 
@@ -39,6 +40,9 @@ class EmulatorConfig:
     latency: float = 0.0
     # "http": HTTP 401 for a bad bearer on GraphQL; "graphql": HTTP 200 + errors[0].extensions.code UNAUTHENTICATED.
     graphql_auth_error_mode: str = "http"
+    # What site/building/floor/room/zone(id:) answer for an id that does not exist: "null" (plain null, what
+    # Butlr's client handles) or "error" (null plus a NOT_FOUND error). See docs/emulator.md.
+    graphql_unknown_id_mode: str = "null"
     # "absent" leaves expires_in out of login answers (clients must read the JWT exp claim).
     expires_in_mode: str = "present"
     # Data requests (GraphQL, reporting, stats) per sliding 60 s window; beyond it HTTP 429 + Retry-After.
@@ -69,6 +73,10 @@ class EmulatorConfig:
         if self.graphql_auth_error_mode not in GRAPHQL_AUTH_ERROR_MODES:
             raise ValueError(
                 f"graphql_auth_error_mode={self.graphql_auth_error_mode!r}; allowed: {GRAPHQL_AUTH_ERROR_MODES}"
+            )
+        if self.graphql_unknown_id_mode not in UNKNOWN_ID_MODES:
+            raise ValueError(
+                f"graphql_unknown_id_mode={self.graphql_unknown_id_mode!r}; allowed: {UNKNOWN_ID_MODES}"
             )
         if self.expires_in_mode not in EXPIRES_IN_MODES:
             raise ValueError(f"expires_in_mode={self.expires_in_mode!r}; allowed: {EXPIRES_IN_MODES}")

@@ -194,3 +194,16 @@ def test_asset_details_with_devices_answer_cleanly_on_most_floors(client: Client
         assert all(e["extensions"]["code"] == "NOT_FOUND" for e in errors)
         (with_errors if errors else clean).append(floor.id)
     assert len(clean) >= 2 * len(with_errors) and len(with_errors) == len(emu.org.sites)
+
+
+def test_fetch_entity_details_of_an_unknown_id_takes_the_clients_asset_not_found_branch(
+    client: Client, emu: ButlrEmulator
+) -> None:
+    """The client reads a plain ``null`` as "Asset not found" (its other ids still answer); an error would
+    fail its whole call (Apollo errorPolicy "all", then ``if (error) throw error``)."""
+    query = "query GetRoomDetails($id: ID!) { room(id: $id) { __typename id name } }"
+    known = next(iter(emu.org.rooms_by_id))
+    assert client.gql(query, {"id": known}).json() == {
+        "data": {"room": {"__typename": "Room", "id": known, "name": emu.org.rooms_by_id[known].name}}
+    }
+    assert client.gql(query, {"id": "room_999"}).json() == {"data": {"room": None}}

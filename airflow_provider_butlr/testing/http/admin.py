@@ -35,6 +35,7 @@ LIVE_FIELDS = frozenset(
         "token_lifetime",
         "latency",
         "graphql_auth_error_mode",
+        "graphql_unknown_id_mode",
         "expires_in_mode",
         "max_body_bytes",
         "rate_limit_per_minute",
