@@ -11,9 +11,10 @@ Behaviour worth knowing (butlr-api.md 3.3-3.6, [GUESS] choices configurable in `
   with ``"data": {}`` (for every shape, flat included, as the support article shows) and zeroed
   ``page_info``. Optional knobs answer the same: ``reporting_max_ids`` (a fixed id cap) and
   ``reporting_max_id_minutes`` (ids x range in minutes).
-* Data exists up to ``now - data_lag_minutes`` (default 2, as in Butlr's fixtures); windows touching the last
-  ``reporting_incomplete_minutes`` carry ``data_incomplete: true`` and ``null_percentage`` = their
-  share of such minutes (rows of shapes A and C, windows from 2025-11-01 on; B leaves stay the nine stats).
+* Data exists up to ``now - data_lag_minutes`` (default 2, as in Butlr's fixtures). Rows (shapes A, C, D;
+  windows from 2025-11-01 on; B leaves stay the nine stats) carry ``null_percentage`` = the share of the
+  window's minutes without data, and ``data_incomplete: true`` when a minute is missing or still inside the
+  revision window (the last ``reporting_incomplete_minutes``, default 5: Butlr revises ~5 minutes).
 * Zero-valued windows are dropped unless ``filter.value`` has a lower bound admitting 0 (``gte: 0``);
   ``create_empty`` turns windows without data into 0 (or the ``fill``) before that rule applies.
 * ``calibrated`` is validated but does not change values (the generated traffic occupancy is already
@@ -131,7 +132,8 @@ def _plans(query: ReportingQuery, settings: EngineSettings, now: int) -> list[_W
     align_to_start = settings.reporting_window_alignment == "start" or auto_start
     windows = make_windows(query.start, query.stop, query.every, query.offset, query.timezone, align_to_start)
     allowed = allowed_minute_runs(query.start, query.stop, query.constraints, query.timezone or "UTC")
-    incomplete_from = now // MINUTE - settings.reporting_incomplete_minutes
+    revising_from = now // MINUTE - settings.reporting_incomplete_minutes
+    data_end = now // MINUTE - settings.data_lag_minutes
     plans = []
     for w in windows:
         runs = intersect(allowed, w.first_minute, w.end_minute)
@@ -140,7 +142,7 @@ def _plans(query: ReportingQuery, settings: EngineSettings, now: int) -> list[_W
             _WindowPlan(
                 window=w,
                 runs=runs,
-                quality=window_quality(w, runs, incomplete_from),
+                quality=window_quality(w, runs, revising_from, data_end),
                 time=time_text(label),
                 window_start=time_text(w.start),
                 window_stop=time_text(w.stop),

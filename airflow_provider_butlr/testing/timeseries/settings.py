@@ -26,8 +26,9 @@ class EngineSettings:
     reporting_max_ids: int | None = None
     # Guard for the emulator itself: series x minutes above this also returns the silent empty result.
     reporting_max_series_minutes: int = 20_000_000
-    # Windows touching the last N minutes before now carry data_incomplete: true.
-    reporting_incomplete_minutes: int = 15
+    # The revision window: windows with a minute in the last N minutes before now carry data_incomplete: true
+    # (their values may still change). Butlr revises data for about 5 minutes (butlr-api.md §6 "Freshness").
+    reporting_incomplete_minutes: int = 5
     # Data lag: the last N minutes before now have no data at all (nor has the future). Butlr's fixtures
     # were recorded with data 1-2 minutes old (butlr-api.md §11), so "now - 5 min .. now" has data.
     data_lag_minutes: int = 2
