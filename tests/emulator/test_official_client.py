@@ -1,9 +1,12 @@
-"""The three gaps Butlr's official client (butlr-mcp) found, sent the way that client sends them.
+"""Requests of Butlr's official client (butlr-mcp ``a6ff7d4``), sent the way that client sends them.
 
-butlr-api.md §11 describes its requests: GraphQL floor/zone detail queries selecting ``roomID`` /
+butlr-api.md §11/§12 describe them: GraphQL floor/zone detail queries selecting ``roomID`` /
 ``floorID``; "current occupancy" reporting over "now minus 5 minutes" with ``group_by {raw: true}``,
-60 s median windows, ``value {gte: 0}`` (and ``calibrated: "true"`` for traffic). Answers are
-checked against the emulator's ground truth (``timeseries.series.minute_values``).
+60 s median windows, ``value {gte: 0}`` (and ``calibrated: "true"`` for traffic), for rooms, zones
+(``traffic_zone_occupancy``) and every room of the org at once (``available_rooms``);
+``get_asset_details`` with devices; an unknown id in ``fetch_entity_details``. Answers are checked
+against the emulator's ground truth (``timeseries.series.minute_values``). docs/emulator.md has the
+table of every client tool.
 """
 
 from __future__ import annotations
@@ -207,3 +210,82 @@ def test_fetch_entity_details_of_an_unknown_id_takes_the_clients_asset_not_found
         "data": {"room": {"__typename": "Room", "id": known, "name": emu.org.rooms_by_id[known].name}}
     }
     assert client.gql(query, {"id": "room_999"}).json() == {"data": {"room": None}}
+
+
+# available_rooms (src/tools/butlr-available-rooms.ts): rooms of a floor, or of every site, then the
+# "current occupancy" pair over all of their ids in one request each.
+ROOMS_BY_FLOOR = """
+query GetRoomsByFloor($floorId: ID!) {
+  floor(id: $floorId) { __typename id name building_id
+    rooms { __typename id name floorID roomType capacity { __typename max mid } area { __typename value unit }
+            coordinates customID }
+    building { __typename id name site_id } }
+}
+"""
+ALL_ROOMS = """
+query GetAllRooms { sites { __typename data { __typename id name buildings { __typename id name site_id
+  floors { __typename id name building_id rooms { __typename id name floorID roomType
+    capacity { __typename max mid } area { __typename value unit } coordinates customID } } } } } }
+"""
+
+
+def _current_pair(client: Client, kind: str, ids: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The presence and traffic answers of the client's current-occupancy helper for ``ids``."""
+    key = {"room": "rooms", "zone": "zones", "floor": "spaces"}[kind]
+    answers = []
+    for measurement, traffic in ((f"{kind}_occupancy", False), (f"traffic_{kind}_occupancy", True)):
+        response = client.post(
+            REPORTING, current_occupancy_body(measurement, key, ids, traffic), token=client.token
+        )
+        assert response.status_code == 200, response.text  # a 400 (unknown measurement) was the zone gap
+        answers.append(response.json()["data"])
+    return answers[0], answers[1]
+
+
+def _latest_values(data: dict[str, Any]) -> dict[str, int]:
+    """Per asset, the value of its latest timestamp (how the client reads a list leaf: ``[0].value``)."""
+    return {asset: by_time[max(by_time)][0]["value"] for asset, by_time in data.items()}
+
+
+def _truth_at_latest(emu: ButlrEmulator, measurement: str, assets: list[str]) -> dict[str, int]:
+    latest = _expected_minutes(emu)[-1]
+    return {
+        a: minute_values(emu.org, measurement, a, latest, latest + timedelta(minutes=1), emu.config.seed)[0][
+            1
+        ]
+        for a in assets
+    }
+
+
+@pytest.mark.parametrize("scope", ["floor", "org"])
+def test_available_rooms_reads_live_occupancy_for_a_floor_and_for_the_whole_org(
+    client: Client, frozen: ButlrEmulator, scope: str
+) -> None:
+    emu = frozen
+    if scope == "floor":
+        floor = next(iter(emu.org.floors_by_id))
+        rooms = [r["id"] for r in client.data(ROOMS_BY_FLOOR, {"floorId": floor})["floor"]["rooms"]]
+    else:
+        sites = client.data(ALL_ROOMS)["sites"]["data"]
+        rooms = [r["id"] for s in sites for b in s["buildings"] for f in b["floors"] for r in f["rooms"]]
+        assert len(rooms) == 96  # one request for all of them: the 30-id cap answered {} here before
+    presence, traffic = _current_pair(client, "room", rooms)
+    covered = [r for r in rooms if r in set(series_assets(emu.org, "room_occupancy", emu.config.seed))]
+    with_traffic = [
+        r for r in rooms if r in set(series_assets(emu.org, "traffic_room_occupancy", emu.config.seed))
+    ]
+    assert sorted(presence) == sorted(covered) and sorted(traffic) == sorted(with_traffic) and traffic
+    assert _latest_values(presence) == _truth_at_latest(emu, "room_occupancy", covered)
+    assert _latest_values(traffic) == _truth_at_latest(emu, "traffic_room_occupancy", with_traffic)
+    assert any(_latest_values(presence).values())  # people are in some rooms at 15:21 UTC
+
+
+def test_zone_occupancy_answers_presence_and_an_empty_traffic_half(
+    client: Client, frozen: ButlrEmulator
+) -> None:
+    emu = frozen
+    zones = list(emu.org.zones_by_id)
+    presence, traffic = _current_pair(client, "zone", zones)
+    covered = series_assets(emu.org, "zone_occupancy", emu.config.seed)
+    assert sorted(presence) == sorted(covered) and traffic == {}
+    assert _latest_values(presence) == _truth_at_latest(emu, "zone_occupancy", covered)
