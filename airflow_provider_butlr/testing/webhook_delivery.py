@@ -156,8 +156,13 @@ class WebhookDeliverer:
             for hook in hooks.values():
                 if webhook_id is None or hook["id"] == webhook_id:
                     touched += self._emit(hook, now_minute, settings)
-            touched += self._retry(hooks, settings, flush_retries, webhook_id)
-            return [dict(r) for r in touched]
+            retried = self._retry(hooks, settings, flush_retries, webhook_id)
+            while flush_retries and retried:  # deliver now: every retry at once, until none is left
+                touched += retried
+                retried = self._retry(hooks, settings, flush_retries, webhook_id)
+            touched += retried
+            with self._lock:  # each record once, in its final state
+                return [dict(r) for r in {r["id"]: r for r in touched}.values()]
 
     def deliver_now(self, webhook_id: str | None = None, resend_minutes: int = 0) -> list[dict[str, Any]]:
         """A pass now, every pending retry included; ``resend_minutes`` re-emits that many completed minutes."""
@@ -194,9 +199,17 @@ class WebhookDeliverer:
         )
         records = []
         for minute in range(state.next_minute, now_minute):
-            for event in plan_minute(self._events(settings.seed), hook, minute, state, untidy):
-                records.append(self._send(hook, event, settings))
+            sent = [
+                self._send(hook, event, settings)
+                for event in plan_minute(self._events(settings.seed), hook, minute, state, untidy)
+            ]
             state.next_minute = minute + 1
+            if sent:
+                outcomes = Counter(r["status"] for r in sent)
+                log.info(
+                    "webhook %s minute %s: %s", hook["id"], _minute(minute), dict(sorted(outcomes.items()))
+                )
+            records += sent
         return records
 
     def _events(self, seed: int) -> EventCatalog:
@@ -266,7 +279,8 @@ class WebhookDeliverer:
                 record["status"] = "failed"
             if record["status"] != "pending":
                 self._totals.setdefault(record["webhook_id"], Counter())[record["status"]] += 1
-        log.info(
+        log.log(
+            logging.DEBUG if record["status"] == "delivered" else logging.INFO,
             "webhook %s %s %s %s attempt %d: %s",
             record["webhook_id"],
             record["event_type"],
