@@ -289,3 +289,45 @@ def test_zone_occupancy_answers_presence_and_an_empty_traffic_half(
     covered = series_assets(emu.org, "zone_occupancy", emu.config.seed)
     assert sorted(presence) == sorted(covered) and traffic == {}
     assert _latest_values(presence) == _truth_at_latest(emu, "zone_occupancy", covered)
+
+
+def test_traffic_flow_today_answers_hourly_in_and_out_rows_per_sensor(
+    client: Client, frozen: ButlrEmulator
+) -> None:
+    """``traffic_flow`` (src/tools/butlr-traffic-flow.ts): ``traffic`` for a room since local midnight."""
+    emu = frozen
+    room = next(s.room_id for s in emu.org.sensors_by_id.values() if s.mode == "traffic" and s.room_id)
+    sensors = [s.id for s in emu.org.sensors_by_id.values() if s.mode == "traffic" and s.room_id == room]
+    midnight = datetime(2025, 11, 5, 5, tzinfo=UTC)  # New York; the client's own "today" is a day early
+    body = {
+        "filter": {"measurements": ["traffic"], "rooms": {"eq": [room]}, "start": _js_iso(midnight)},
+        "window": {"every": "1h", "function": "sum", "timezone": "America/New_York"},
+        "options": {"format": "json", "timestamp": "RFC3339"},
+    }
+    rows = client.post(REPORTING, body, token=client.token).json()["data"]
+    assert isinstance(rows, list) and {r["sensor_id"] for r in rows} == set(sensors)
+    data_end = NOW.replace(second=0) - timedelta(minutes=emu.config.data_lag_minutes)
+    for row in rows:
+        start = datetime.fromisoformat(row["time"].replace("Z", "+00:00"))
+        stop = min(start + timedelta(hours=1), data_end)
+        truth = minute_values(
+            emu.org, "traffic", row["sensor_id"], start, stop, emu.config.seed, field=row["field"]
+        )
+        assert row["value"] == sum(v for _, v in truth) > 0  # zero hours are left out (no value filter)
+
+
+def test_the_busyness_trend_gets_the_documented_stats_shape_not_a_mean(
+    client: Client, frozen: ButlrEmulator
+) -> None:
+    """``space_busyness`` asks for ``occupancy_avg_presence`` and reads ``.mean``: a client bug."""
+    room = series_assets(frozen.org, "room_occupancy", frozen.config.seed)[0]
+    body = {
+        "measurements": ["occupancy_avg_presence"],
+        "items": [room],
+        "start": _js_iso(NOW - timedelta(days=28)),
+        "stop": _js_iso(NOW),
+    }
+    answer = client.post("/api/v4/reporting/stats", body, token=client.token).json()
+    assert list(answer) == ["data"] and list(answer["data"]) == [room]
+    assert list(answer["data"][room]) == ["occupancy_avg_presence"]  # as in stats/room-stats-4weeks.json
+    assert answer["data"][room]["occupancy_avg_presence"] > 0

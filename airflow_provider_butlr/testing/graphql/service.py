@@ -79,11 +79,11 @@ def _pick(items: Iterable[T], ids: list[str] | None) -> list[T]:
 def _camel_id(attribute: str, what: str) -> Resolver:
     """The legacy ``floorID``/``roomID``/``hiveID`` resolvers: an error for NULL values (partial data)."""
 
-    def resolve(sensor: Sensor, _info: GraphQLResolveInfo) -> str:
+    def resolve(sensor: Sensor, info: GraphQLResolveInfo) -> str:
         value = getattr(sensor, attribute)
         if value is None:
             raise _error(
-                f"sensor {sensor.id} has no {what} (resolver {attribute} returned NULL)", "NOT_FOUND"
+                f"sensor {sensor.id} has no {what} (resolver {info.field_name} returned NULL)", "NOT_FOUND"
             )
         return str(value)
 
