@@ -334,7 +334,8 @@ class _OrgBuilder:
                 sensors.append(self._sensor(floor, "presence", room, [], False))
             if index % 3 == 0:  # a traffic sensor on the room door
                 sensors.append(self._sensor(floor, "traffic", room, [], False))
-        lobby = _entrance_room(floor)
+        # The room behind the floor's entrance: its open area (the first room when it has none).
+        lobby = next((r for r in floor.rooms if r.name.startswith("Open Area")), floor.rooms[0])
         for _ in range(2):  # floor entrances: traffic sensors in the room at the floor's entrance
             sensors.append(self._sensor(floor, "traffic", lobby, [], True))
         unzoned = [z.id for z in floor.zones if not z.room_id]
@@ -343,20 +344,13 @@ class _OrgBuilder:
         return sensors
 
     def _roomless_entrances(self) -> None:
-        """The one room-less case Butlr's data leaves open: a floor's entrance sensors outside any room.
-
-        On one floor per site (its last floor with sensors) the entrance sensors have ``room_id`` NULL, so
-        ``Sensor.roomID`` keeps its resolver error there (butlr-api.md §4.5) and nowhere else.
-        """
+        """On one floor per site (its last with sensors) the entrance sensors have no room, so
+        ``Sensor.roomID`` keeps its resolver error there (butlr-api.md §4.5) and nowhere else."""
         for site in self.org.sites:
             floors = [f for b in site.buildings for f in b.floors if f.sensors]
-            if not floors:
-                continue
-            floor = floors[-1]
-            for sensor in floor.sensors or []:
+            for sensor in (floors[-1].sensors or []) if floors else []:
                 if sensor.is_entrance:
-                    sensor.room_id = None
-                    sensor.name = f"Traffic {floor.name}"
+                    sensor.room_id, sensor.name = None, f"Traffic {floors[-1].name}"
 
     # --- quirks and tags -----------------------------------------------------------------------
     def _quirks(self) -> None:
@@ -425,11 +419,6 @@ class _OrgBuilder:
             tag.room_ids.append(asset.id)
         else:
             tag.zone_ids.append(asset.id)
-
-
-def _entrance_room(floor: Floor) -> Room:
-    """The room behind a floor's entrance: its open area (the first room when it has none)."""
-    return next((r for r in floor.rooms if r.name.startswith("Open Area")), floor.rooms[0])
 
 
 def build_org(seed: int = 42, size: str | OrgSize = "small", now: float | None = None) -> Organization:
