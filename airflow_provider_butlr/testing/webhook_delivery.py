@@ -91,6 +91,7 @@ class WebhookDeliverer:
         self._lock = threading.Lock()  # records and totals
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._abort = threading.Event()  # reset(): the pass under way stops early
         self._thread: threading.Thread | None = None
         clock.add_listener(self._wake.set)
 
@@ -114,12 +115,22 @@ class WebhookDeliverer:
         self._wake.set()
 
     def reset(self) -> None:
-        """Forget streams, pending retries and records (subscriptions live in the store)."""
-        with self._pass_lock, self._lock:
-            self._states.clear()
-            self._retries.clear()
-            self._records.clear()
-            self._totals.clear()
+        """Forget streams, pending retries and records (subscriptions live in the store).
+
+        A pass under way stops at its next event instead of finishing (a slow receiver would hold it up).
+        """
+        self._abort.set()
+        try:
+            with self._pass_lock, self._lock:
+                self._states.clear()
+                self._retries.clear()
+                self._records.clear()
+                self._totals.clear()
+        finally:
+            self._abort.clear()
+
+    def _aborted(self) -> bool:
+        return self._stop.is_set() or self._abort.is_set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -197,12 +208,13 @@ class WebhookDeliverer:
             settings.webhook_duplicate_rate,
             settings.webhook_shuffle,
         )
-        records = []
+        records: list[dict[str, Any]] = []
         for minute in range(state.next_minute, now_minute):
-            sent = [
-                self._send(hook, event, settings)
-                for event in plan_minute(self._events(settings.seed), hook, minute, state, untidy)
-            ]
+            sent: list[dict[str, Any]] = []
+            for event in plan_minute(self._events(settings.seed), hook, minute, state, untidy):
+                if self._aborted():
+                    return records + sent
+                sent.append(self._send(hook, event, settings))
             state.next_minute = minute + 1
             if sent:
                 outcomes = Counter(r["status"] for r in sent)
@@ -306,6 +318,8 @@ class WebhookDeliverer:
             ]
             self._retries = [r for r in self._retries if r not in due]
         for retry in due:
+            if self._aborted():
+                break
             hook = hooks.get(retry.record["webhook_id"])
             if hook is None:  # deleted meanwhile: give up without sending
                 with self._lock:

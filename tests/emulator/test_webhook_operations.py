@@ -197,3 +197,17 @@ def test_the_cli_starts_with_a_subscription(tmp_path: Any) -> None:
     assert SECRET not in str(err.value)
     allowed = build(parse_args(["--webhook-url", "http://192.0.2.10/x", "--webhook-allow-remote"]))
     assert allowed.config.webhook_allow_remote and len(allowed.webhooks.all()) == 1
+
+
+def test_reset_and_stop_do_not_wait_for_a_slow_receiver(frozen: ButlrEmulator) -> None:
+    """A pass to a slow receiver (96 rooms x 1 s) stops at its next event when the emulator resets."""
+    with receiver(delay=1.0) as rx:
+        frozen.subscribe(rx.url(), ["ROOM_OCCUPANCY_1MIN"], http_timeout=5)
+        frozen.clock.advance(60)
+        rx.wait_for(1)
+        started = time.monotonic()
+        frozen.reset()
+        assert time.monotonic() - started < 3
+        assert frozen.deliverer.deliveries() == [] and frozen.webhooks.all() == []
+        time.sleep(1.2)
+    assert len(rx.received) <= 3  # nothing more was sent after the reset
