@@ -211,3 +211,13 @@ def test_reset_and_stop_do_not_wait_for_a_slow_receiver(frozen: ButlrEmulator) -
         assert frozen.deliverer.deliveries() == [] and frozen.webhooks.all() == []
         time.sleep(1.2)
     assert len(rx.received) <= 3  # nothing more was sent after the reset
+
+
+def test_subscriptions_refuse_unusable_endpoint_configs(emu: ButlrEmulator) -> None:
+    with pytest.raises(ValueError, match="apiKey needs the strings key and value"):
+        emu.subscribe("http://127.0.0.1:9/x", api_key={"key": "X-Key"})
+    with pytest.raises(ValueError, match="httpTimeout must be a whole number"):
+        emu.subscribe("http://127.0.0.1:9/x", http_timeout=0)
+    with pytest.raises(ValueError, match="event_types: unknown"):
+        emu.subscribe("http://127.0.0.1:9/x", ["ROOM_OCCUPANCY_5MIN"])
+    assert emu.webhooks.all() == []

@@ -35,6 +35,16 @@ def _endpoint_config(raw: dict[str, Any]) -> dict[str, Any]:
     api_key = raw.get("apiKey") or raw.get("api_key")
     basic = raw.get("basicAuth") or raw.get("basic_auth")
     timeout = raw.get("httpTimeout", raw.get("http_timeout"))
+    for name, value, keys in (
+        ("apiKey", api_key, ("key", "value")),
+        ("basicAuth", basic, ("username", "password")),
+    ):
+        if value and not (isinstance(value, dict) and all(isinstance(value.get(k), str) for k in keys)):
+            raise _bad_input(f"endpointConfig.{name} needs the strings {' and '.join(keys)}")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
+        raise _bad_input(
+            f"endpointConfig.httpTimeout must be a whole number of seconds >= 1, got {timeout!r}"
+        )
     return {
         "url": url,
         "http_timeout": timeout,
