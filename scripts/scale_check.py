@@ -12,7 +12,7 @@ writes a clean reference: one ``dag.test()`` run per day, one at a time, against
 emulator of the same seed. Then:
 
 1. triggers N runs of ``butlr_daily_occupancy_export`` at once, each for another day;
-2. at 20 % of the tasks done, SIGKILLs the session of the worker running the most export tasks
+2. at 20 % of the work done (data requests answered, against the clean runs'), SIGKILLs the session of the worker running the most export tasks
    (its process group and its task processes) and starts it again 10 s later;
 3. at 40 %, revokes every token (``POST /_emulator/tokens/revoke {}``);
 4. at 60 %, restarts Redis (graceful: SIGTERM, which saves its snapshot, then a new server);
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deploycheck.processes import Component, port_is_free
 from deploycheck.scans import error_lines, iter_files, scan_secrets, secret_needles
 from deployment_check import CheckFailed, Interrupted, Timings, process_line, signals_unwind, wait_for
-from scalecheck import arrivals, outputs, table
+from scalecheck import arrivals, outputs, table, tasklogs
 from scalecheck.deployment import CLIENT_SECRET, EXPORT, REDIS_CONN_ID, REPO, Host, Options, ScaleDeployment
 from scalecheck.metadata import OK_STATES, TaskTry
 
@@ -53,7 +53,7 @@ MODES = {  # runs, the server's limit per minute
     "full": (10, 60),  # issue 27's scenario: a 12-minute floor (720 clean data requests)
 }
 EVENTS = ("kill", "revoke", "redis")
-EVENT_AT = {"kill": 0.20, "revoke": 0.40, "redis": 0.60}  # share of the tasks done
+EVENT_AT = {"kill": 0.20, "revoke": 0.40, "redis": 0.60}  # share of the work done (data requests)
 RESTART_AFTER = 10.0  # seconds between the worker's SIGKILL and its new start
 FINAL = frozenset({"success", "failed"})
 
@@ -156,7 +156,7 @@ def bring_up(dep: ScaleDeployment, timings: Timings) -> None:
     timings.mark(f"airflow up: api-server, scheduler, dag-processor, triggerer, {len(dep.hosts)} workers")
 
 
-def kill_worker(dep: ScaleDeployment, load: Load) -> Host:
+def kill_worker(dep: ScaleDeployment, load: Load, done: float) -> Host:
     """SIGKILL the session of the worker with the most running export tasks; answers its host."""
     running = dep.db.running(EXPORT, load.run_ids)
     by_host: dict[str, list[TaskTry]] = {h.name: [] for h in dep.hosts}
@@ -180,16 +180,22 @@ def kill_worker(dep: ScaleDeployment, load: Load) -> Host:
         raise CheckFailed(f"{host.name}'s log server port {host.log_port} is still bound after SIGKILL")
     load.killed |= {t.key for t in by_host[name]}
     tasks = ", ".join(f"{t.run_id}/{t.task_id}[{t.map_index}]" for t in by_host[name]) or "none"
-    load.note(f"SIGKILL to {host.name}'s session ({len(killed)} processes) running {tasks}")
+    load.note(
+        f"SIGKILL to {host.name}'s session ({len(killed)} processes; {done:.0%} of the work done) running {tasks}"
+    )
     print("   " + "\n   ".join(lines), flush=True)
     return host
 
 
 def progress(dep: ScaleDeployment, load: Load, reference: Reference) -> tuple[float, dict[str, str]]:
-    """(share of the reference's task instances done, run states)."""
-    current, _ = dep.db.tries(EXPORT, load.run_ids)
-    done = sum(1 for t in current if t.state in OK_STATES)
-    return done / max(reference.tasks, 1), dep.db.run_states(EXPORT)
+    """(share of the work done: data requests answered 200 since the trigger over the clean runs' data
+    requests, run states)."""
+    answered = sum(
+        1
+        for a in arrivals.read_log(dep.components["emulator"].log)
+        if a.at >= load.started and a.is_data and a.status == 200
+    )
+    return answered / max(reference.data_requests, 1), dep.db.run_states(EXPORT)
 
 
 def run_load(
@@ -220,15 +226,15 @@ def run_load(
                 exporting = any(t.task_id.startswith("export_") for t in dep.db.running(EXPORT, load.run_ids))
                 if not exporting and elapsed < EVENT_AT[event] * floor * 3:
                     continue  # mid-export: wait for an export task to run
-                killed = kill_worker(dep, load)
+                killed = kill_worker(dep, load, done)
                 restart_at = time.monotonic() + RESTART_AFTER
             elif event == "revoke":
                 dep.admin.revoke_tokens()
                 load.revoked_at = time.time()
-                load.note(f"every token revoked ({done:.0%} of the tasks done)")
+                load.note(f"every token revoked ({done:.0%} of the work done)")
             elif event == "redis":
                 down = dep.restart_redis()
-                load.note(f"redis restarted (down {down:.1f} s, {done:.0%} of the tasks done)")
+                load.note(f"redis restarted (down {down:.1f} s, {done:.0%} of the work done)")
             pending.remove(event)
         if killed is not None and restart_at is not None and time.monotonic() >= restart_at:
             dep.start_worker(killed)
@@ -272,9 +278,12 @@ def measure(dep: ScaleDeployment, load: Load, reference: Reference, figures: tab
     figures.runs_failed = len(load.run_ids) - figures.runs_ok
     current, earlier = dep.db.tries(EXPORT, load.run_ids)
     figures.failed_tasks = sum(1 for t in current if t.state not in OK_STATES)
-    failed_tries = [t for t in earlier if t.state not in OK_STATES]
-    figures.killed_attempts = sum(1 for t in failed_tries if t.key in load.killed)
-    figures.failed_attempts = len(failed_tries) - figures.killed_attempts
+    failed_tries = [t for t in earlier if t.state not in OK_STATES and t.key not in load.killed]
+    figures.killed_attempts = sum(1 for t in earlier if t.key in load.killed)
+    figures.failed_attempts = len(failed_tries)
+    figures.failure_causes = dict(
+        tasklogs.causes((h.home for h in dep.hosts), EXPORT, (t.key for t in failed_tries))
+    )
     figures.clean_requests = reference.data_requests
     end = dep.db.run_end(EXPORT, load.run_ids)
     figures.wall_seconds = (end.timestamp() if end else time.time()) - load.started

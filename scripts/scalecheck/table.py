@@ -24,6 +24,7 @@ class Figures:
     failed_tasks: int = 0  # task instances whose final state is not success (nor skipped)
     failed_attempts: int = 0  # tries that failed (then retried), the killed worker's tries left out
     killed_attempts: int = 0  # tries that died with the killed worker
+    failure_causes: dict[str, int] = field(default_factory=dict)  # failed tries by exception type
     clean_requests: int = 0  # data requests of the clean reference runs (the floor's work)
     requests: int = 0  # every request at the server (data requests and logins)
     data_requests: int = 0
@@ -61,6 +62,17 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
+def causes(counts: dict[str, int]) -> str:
+    """`` (ButlrRateLimitError 5, ...)`` after a count of failed tries; nothing when there are none."""
+    if not counts:
+        return ""
+    return (
+        " ("
+        + ", ".join(f"{cause} {n}" for cause, n in sorted(counts.items(), key=lambda c: (-c[1], c[0])))
+        + ")"
+    )
+
+
 def rows(f: Figures) -> list[Row]:
     floor = f.floor_seconds
     wall_ratio = f.wall_seconds / floor if floor else 0.0
@@ -86,7 +98,7 @@ def rows(f: Figures) -> list[Row]:
         Row("failed tasks (final state)", str(f.failed_tasks), "0", f.failed_tasks == 0),
         Row(
             "failed task tries (retried; the killed worker's left out)",
-            str(f.failed_attempts),
+            f"{f.failed_attempts}{causes(f.failure_causes)}",
             "0",
             f.failed_attempts == 0,
         ),
