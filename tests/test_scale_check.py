@@ -275,3 +275,42 @@ def test_modes_and_connection_extras() -> None:
     }
     args = parser().parse_args(["--full", "--report-only", "--conn-extra", "a=b"])
     assert args.full and args.report_only and args.conn_extra == ["a=b"]
+
+
+# --- why a try failed -------------------------------------------------------------------------------
+
+
+def test_the_cause_of_a_failed_try_is_its_logged_exception_type(tmp_path: Path) -> None:
+    from scalecheck import tasklogs
+
+    failed = [
+        json.dumps({"level": "info", "event": "starting"}),
+        json.dumps(
+            {
+                "level": "error",
+                "event": "Task failed with exception",
+                "error_detail": [{"exc_type": "ButlrRateLimitError", "exc_value": "429 ..."}],
+            }
+        ),
+    ]
+    assert tasklogs.failure_cause(failed) == "ButlrRateLimitError"
+    assert tasklogs.failure_cause(['{"level": "info"}', "not json", '"error_detail" but not json']) == (
+        tasklogs.NO_EXCEPTION
+    )
+    worker_1, worker_2 = tmp_path / "w1", tmp_path / "w2"
+    mapped = tasklogs.attempt_log(worker_2, "dag", "run", "export", 2, 1)
+    assert mapped == worker_2 / "logs/dag_id=dag/run_id=run/task_id=export/map_index=2/attempt=1.log"
+    mapped.parent.mkdir(parents=True)
+    mapped.write_text("\n".join(failed))
+    plain = tasklogs.attempt_log(worker_1, "dag", "run", "plan", -1, 2)
+    assert plain == worker_1 / "logs/dag_id=dag/run_id=run/task_id=plan/attempt=2.log"
+    plain.parent.mkdir(parents=True)
+    plain.write_text('{"level": "info", "event": "killed before it could log"}\n')
+    tries = [("run", "export", 2, 1), ("run", "plan", -1, 2), ("run", "summary", -1, 1)]
+    assert tasklogs.causes([worker_1, worker_2], "dag", tries) == {
+        "ButlrRateLimitError": 1,
+        tasklogs.NO_EXCEPTION: 1,
+        tasklogs.NO_LOG: 1,
+    }
+    assert table.causes({"B": 1, "A": 1, "C": 5}) == " (C 5, A 1, B 1)"
+    assert table.causes({}) == ""
