@@ -214,7 +214,6 @@ def test_the_floor_and_a_table_that_meets_every_target() -> None:
 @pytest.mark.parametrize(
     ("change", "missed"),
     [
-        ({"runs_ok": 9, "runs_failed": 1}, "runs ok / failed"),
         ({"failed_tasks": 1}, "failed tasks (final state)"),
         ({"failed_attempts": 2}, "failed task tries (retried; the killed worker's left out)"),
         ({"rejected": 8}, "429 answers"),
@@ -234,6 +233,18 @@ def test_each_missed_target_is_flagged(change: dict[str, object], missed: str) -
     rows = table.rows(figures)
     assert [r.figure for r in table.failed(rows)] == [missed]
     assert f"| {missed} |" in table.markdown(rows) and "**NO**" in table.markdown(rows)
+
+
+def test_failed_runs_fail_the_wall_time_too_since_their_work_was_not_done() -> None:
+    figures = passing()
+    figures.runs_ok, figures.runs_failed, figures.wall_seconds = 5, 5, 600.0
+    rows = table.rows(figures)
+    assert [r.figure for r in table.failed(rows)] == [
+        "runs ok / failed",
+        "wall time (first trigger to last run end)",
+    ]
+    wall = next(r for r in rows if r.figure.startswith("wall time"))
+    assert wall.value == "10.0 min (600 s) = 0.83x floor (failed runs did not do all their work)"
 
 
 def test_killed_tries_are_reported_without_a_target_and_no_revocation_means_one_login_row() -> None:
