@@ -308,6 +308,8 @@ class ScaleDeployment:
             raise CheckFailed("could not stop: " + "; ".join(failures))
 
     def tails(self, lines: int = 15) -> str:
-        return "\n".join(
+        """The last lines of every log, the client secret masked (the emulator prints it at start)."""
+        text = "\n".join(
             f"--- last {lines} lines of {c.log}\n{c.tail(lines)}" for c in self.components.values()
         )
+        return text.replace(CLIENT_SECRET, "***")
