@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
+from airflow_provider_butlr.testing.config import EmulatorConfig
 from benchmarks import butlr_client
 from benchmarks.common import BENCH_CONN_ID, Line, ScenarioResult, Settings, Target
 from benchmarks.emulator_process import EmulatorProcess
@@ -209,8 +210,8 @@ def run(settings: Settings, emu: EmulatorProcess) -> ScenarioResult:
             with VirtualClocks(emu, start) as clocks, counted(emu, counts):
                 outcome = wait(rooms, window_end, clocks)
             figures[mode] = {**outcome, **counts, "waited": clocks.skipped}
-    finally:
-        emu.set_config(reporting_incomplete_minutes=15)
+    finally:  # back to the emulator's default for the scenarios after this one
+        emu.set_config(reporting_incomplete_minutes=EmulatorConfig().reporting_incomplete_minutes)
 
     result = ScenarioResult(
         key=KEY,

@@ -4,17 +4,21 @@ client = EmulatorAdminClient("http://127.0.0.1:8765")
 client.set_clock("-2h", frozen=True)
 client.add_fault("kind=status,status=503,times=2")
 assert client.counters()["logins"] == 1
+hook = client.subscribe("http://127.0.0.1:9000/butlr", ["ROOM_OCCUPANCY_1MIN"], api_key={"key": "X-Key", "value": "k"})
+client.advance(300)
+records = client.deliver_now()
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
 
 ADMIN_PREFIX = "/_emulator"
+REPORTING_PATH = "/api/v3/reporting"
 
 
 class EmulatorAdminError(RuntimeError):
@@ -49,9 +53,15 @@ class EmulatorAdminClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
         response = self._session.request(
-            method, f"{self.url}{ADMIN_PREFIX}{path}", json=body, timeout=self.timeout
+            method, f"{self.url}{ADMIN_PREFIX}{path}", json=body, params=params, timeout=self.timeout
         )
         try:
             payload = response.json()
@@ -121,6 +131,14 @@ class EmulatorAdminClient:
     def logins(self) -> int:
         return int(self.counters()["logins"])
 
+    def requests(self, path: str) -> int:
+        """Requests to exactly ``path`` so far, e.g. ``"/api/v3/reporting"`` (see :meth:`reporting_requests`)."""
+        return int(self.counters()["per_path"].get(path, 0))
+
+    def reporting_requests(self) -> int:
+        """Reporting API requests (``POST /api/v3/reporting``) so far, by every process."""
+        return self.requests(REPORTING_PATH)
+
     def reset_counters(self) -> None:
         self._call("DELETE", "/counters")
 
@@ -137,5 +155,56 @@ class EmulatorAdminClient:
         self.set_config(data_lag_minutes=minutes)
 
     def reset(self) -> None:
-        """Counters, faults, webhooks and rate limit cleared; clock back to real time."""
+        """Counters, faults, webhooks (and their deliveries) and rate limit cleared; clock back to real time."""
         self._call("POST", "/reset")
+
+    # --- webhooks ----------------------------------------------------------------------------------
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every subscription with its stream position and delivery totals (no secret values)."""
+        return list(self._call("GET", "/webhooks")["webhooks"])
+
+    def subscribe(self, url: str, event_types: Sequence[str] | None = None, **options: Any) -> dict[str, Any]:
+        """Subscribe ``url`` (loopback unless the emulator allows remote hosts); returns it, with ``id``.
+
+        ``options``: ``name``, ``api_key={"key": header, "value": ...}``, ``basic_auth={"username",
+        "password"}``, ``http_timeout`` (seconds), ``filters={"room_ids": [...]}``, ``send_on_value_change``.
+        Default event types: the three ``*_OCCUPANCY_1MIN``.
+        """
+        body: dict[str, Any] = {"url": url, **options}
+        if event_types is not None:
+            body["event_types"] = list(event_types)
+        return dict(self._call("POST", "/webhooks", body))
+
+    def unsubscribe(self, webhook_id: str) -> None:
+        self._call("DELETE", f"/webhooks/{webhook_id}")
+
+    def deliveries(
+        self,
+        webhook_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        payload: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Delivery records, oldest first: status (pending/delivered/failed/blocked), status_code, error,
+        attempts, event id/type, asset, minute, revision, duplicate, url, and the payload (unless False)."""
+        params = {
+            "webhook_id": webhook_id,
+            "status": status,
+            "limit": limit,
+            "payload": None if payload else 0,
+        }
+        answer = self._call(
+            "GET", "/webhooks/deliveries", params={k: v for k, v in params.items() if v is not None}
+        )
+        return list(answer["deliveries"])
+
+    def clear_deliveries(self) -> int:
+        return int(self._call("DELETE", "/webhooks/deliveries")["cleared"])
+
+    def deliver_now(self, webhook_id: str | None = None, resend_minutes: int = 0) -> list[dict[str, Any]]:
+        """Deliver the completed minutes and every pending retry now; the records of this pass."""
+        body: dict[str, Any] = {"resend_minutes": resend_minutes}
+        if webhook_id is not None:
+            body["webhook_id"] = webhook_id
+        return list(self._call("POST", "/webhooks/deliver", body)["deliveries"])

@@ -13,13 +13,20 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_butlr.testing.clock import CLOCK_SPEC_HELP, EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
-from airflow_provider_butlr.testing.emulator import ButlrEmulator
+from airflow_provider_butlr.testing.emulator import DEFAULT_EVENT_TYPES, ButlrEmulator
 from airflow_provider_butlr.testing.http.admin import admin_enabled
 from airflow_provider_butlr.testing.http.faults import FAULT_SPEC_HELP
 from airflow_provider_butlr.testing.org.seed import SIZE_PRESETS
+from airflow_provider_butlr.testing.webhook_events import DELIVERED_TYPES
+from airflow_provider_butlr.testing.webhook_outbound import loopback_problem, shown_url
+
+# --webhook-tidy: Butlr's untidiness off.
+TIDY: dict[str, Any] = {"webhook_revision_rate": 0.0, "webhook_duplicate_rate": 0.0, "webhook_shuffle": False}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -55,6 +62,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="data requests allowed per sliding 60 s window; beyond it HTTP 429 with Retry-After",
     )
     parser.add_argument(
+        "--reporting-max-id-windows",
+        type=int,
+        default=defaults.reporting_max_id_windows,
+        help="processing budget: ids x windows above this answers the silent-empty result "
+        f"(default {defaults.reporting_max_id_windows}; 0: no such budget)",
+    )
+    parser.add_argument(
         "--reporting-max-id-minutes",
         type=int,
         help="processing budget: ids x range minutes above this answers the silent-empty result",
@@ -65,6 +79,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="SPEC",
         help=f"inject a fault (repeatable): {FAULT_SPEC_HELP}",
+    )
+    hooks = parser.add_argument_group("webhook delivery (docs/emulator.md, 'Webhook delivery')")
+    hooks.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="start with a webhook subscription POSTing events to URL (loopback unless --webhook-allow-remote)",
+    )
+    hooks.add_argument(
+        "--webhook-events",
+        default=",".join(DEFAULT_EVENT_TYPES),
+        metavar="TYPES",
+        help=f"comma-separated event types of that subscription (default {','.join(DEFAULT_EVENT_TYPES)}; "
+        f"delivered: {', '.join(DELIVERED_TYPES)})",
+    )
+    hooks.add_argument("--webhook-api-key", metavar="HEADER=VALUE", help="authenticate with this header")
+    hooks.add_argument("--webhook-basic-auth", metavar="USER:PASSWORD", help="authenticate with basic auth")
+    hooks.add_argument(
+        "--webhook-timeout", type=int, metavar="SECONDS", help="the subscription's http_timeout"
+    )
+    hooks.add_argument(
+        "--webhook-tidy",
+        action="store_true",
+        help="no revisions, duplicates or shuffling (Butlr's untidiness off)",
+    )
+    hooks.add_argument(
+        "--webhook-allow-remote",
+        action="store_true",
+        help="allow deliveries to hosts other than localhost / loopback addresses (off: never sent elsewhere)",
     )
     parser.add_argument(
         "--admin",
@@ -110,13 +152,23 @@ def banner(emu: ButlrEmulator) -> str:
         f'  curl -s -X POST {emu.url}/api/v3/graphql -H "Authorization: Bearer $TOKEN" '
         "-H 'Content-Type: application/json' -d '{\"query\": \"{ sites { data { id name timezone } } }\"}'",
         "",
-        f"Admin API: {emu.admin_url} (clock, faults, tokens, counters, config)"
+        f"Admin API: {emu.admin_url} (clock, faults, tokens, counters, config, webhooks)"
         if admin_enabled(emu.config, emu.host)
         else "Admin API: off (non-loopback bind; --admin enables it)",
+        *_webhook_lines(emu),
         "",
         "Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _webhook_lines(emu: ButlrEmulator) -> list[str]:
+    """The subscriptions made at start (URL without credentials, no secret values)."""
+    return [
+        f"Webhook {h['id']}: {', '.join(h['event_types'])} -> {h['url']}"
+        + (f" ({h['auth']} auth)" if h["auth"] else "")
+        for h in emu.deliverer.summary()
+    ]
 
 
 def _login_body(emu: ButlrEmulator) -> dict[str, str]:
@@ -146,11 +198,49 @@ def build(args: argparse.Namespace) -> ButlrEmulator:
         data_lag_minutes=args.data_lag_minutes,
         rate_limit_per_minute=args.rate_limit_per_minute,
         reporting_max_id_minutes=args.reporting_max_id_minutes,
+        reporting_max_id_windows=args.reporting_max_id_windows or None,
+        webhook_allow_remote=args.webhook_allow_remote,
+        **(TIDY if args.webhook_tidy else {}),
         admin_api=True if args.admin else None,
     )
     for spec in args.fault:
         emu.add_fault(spec)
+    if args.webhook_url:
+        _subscribe(emu, args)
     return emu
+
+
+def _pair(text: str, separator: str, flag: str, form: str) -> tuple[str, str]:
+    first, sep, second = text.partition(separator)
+    if not sep or not first:
+        raise ValueError(f"{flag} must look like {form}")  # never echo the value: it may be a secret
+    return first, second
+
+
+def _subscribe(emu: ButlrEmulator, args: argparse.Namespace) -> None:
+    """The subscription of ``--webhook-url`` (refused up front when it could never be delivered)."""
+    problem = loopback_problem(urlsplit(args.webhook_url))
+    if problem is not None and not args.webhook_allow_remote:
+        raise ValueError(
+            f"--webhook-url {shown_url(args.webhook_url)}: {problem}; the emulator sends to loopback only "
+            "unless --webhook-allow-remote is given"
+        )
+    api_key = basic = None
+    if args.webhook_api_key:
+        key, value = _pair(args.webhook_api_key, "=", "--webhook-api-key", "HEADER=VALUE")
+        api_key = {"key": key, "value": value}
+    if args.webhook_basic_auth:
+        user, password = _pair(args.webhook_basic_auth, ":", "--webhook-basic-auth", "USER:PASSWORD")
+        basic = {"username": user, "password": password}
+    events = [e.strip() for e in args.webhook_events.split(",") if e.strip()]
+    emu.subscribe(
+        args.webhook_url,
+        events,
+        name="cli",
+        api_key=api_key,
+        basic_auth=basic,
+        http_timeout=args.webhook_timeout,
+    )
 
 
 def _fail(message: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from airflow_provider_butlr.testing.timeseries.timeutils import parse_duration, parse_rfc3339
@@ -36,6 +37,18 @@ class EmulatorClock:
         self._lock = threading.Lock()
         self._offset = 0.0
         self._frozen_at: float | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (quickly, without arguments) after every jump, advance, freeze or reset."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
 
     def timestamp(self) -> float:
         """Current emulator time as Unix seconds."""
@@ -61,6 +74,7 @@ class EmulatorClock:
                 self._offset = target - time.time()
             else:
                 self._frozen_at = target
+        self._changed()
 
     def freeze(self, moment: datetime | None = None) -> None:
         """Stop the clock at ``moment`` (default: now)."""
@@ -78,6 +92,7 @@ class EmulatorClock:
                 self._frozen_at += step
             else:
                 self._offset += step
+        self._changed()
         return self.now()
 
     def reset(self) -> None:
@@ -85,6 +100,7 @@ class EmulatorClock:
         with self._lock:
             self._offset = 0.0
             self._frozen_at = None
+        self._changed()
 
     @property
     def frozen(self) -> bool:

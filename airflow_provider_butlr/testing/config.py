@@ -17,6 +17,7 @@ DEFAULT_PASSWORD = "emulator-password-do-not-use"
 DEFAULT_AUDIENCE = "https://butlrauth/"
 
 GRAPHQL_AUTH_ERROR_MODES = ("http", "graphql")
+UNKNOWN_ID_MODES = ("null", "error")
 EXPIRES_IN_MODES = ("present", "absent")
 
 
@@ -39,6 +40,9 @@ class EmulatorConfig:
     latency: float = 0.0
     # "http": HTTP 401 for a bad bearer on GraphQL; "graphql": HTTP 200 + errors[0].extensions.code UNAUTHENTICATED.
     graphql_auth_error_mode: str = "http"
+    # What site/building/floor/room/zone(id:) answer for an id that does not exist: "null" (plain null, what
+    # Butlr's client handles) or "error" (null plus a NOT_FOUND error). See docs/emulator.md.
+    graphql_unknown_id_mode: str = "null"
     # "absent" leaves expires_in out of login answers (clients must read the JWT exp claim).
     expires_in_mode: str = "present"
     # Data requests (GraphQL, reporting, stats) per sliding 60 s window; beyond it HTTP 429 + Retry-After.
@@ -48,7 +52,8 @@ class EmulatorConfig:
     # Largest request body accepted, in bytes (413 above).
     max_body_bytes: int = 10 * 1024 * 1024
     # Time-series engine (timeseries/reporting.py); meanings and defaults in timeseries/settings.py.
-    reporting_max_ids: int = _ENGINE.reporting_max_ids
+    reporting_max_id_windows: int | None = _ENGINE.reporting_max_id_windows
+    reporting_max_ids: int | None = _ENGINE.reporting_max_ids
     reporting_max_ids_long: int = _ENGINE.reporting_max_ids_long
     reporting_long_range_hours: int = _ENGINE.reporting_long_range_hours
     reporting_max_series_minutes: int = _ENGINE.reporting_max_series_minutes
@@ -59,6 +64,25 @@ class EmulatorConfig:
     reporting_time_label: str = _ENGINE.reporting_time_label
     reporting_strict_keys: bool = _ENGINE.reporting_strict_keys
     stats_max_item_days: int = _ENGINE.stats_max_item_days
+    # Webhook delivery (testing/webhook_delivery.py; docs/emulator.md "Webhook delivery").
+    # Deliver on the emulator clock in a background thread (False: only when asked, deliver_now).
+    webhook_auto_delivery: bool = True
+    # Send to hosts other than localhost / loopback IPs (the CLI's --webhook-allow-remote). Never live.
+    webhook_allow_remote: bool = False
+    # Seconds to wait for a receiver when the subscription's http_timeout is null.
+    webhook_timeout: float = 10.0
+    # Retries after a failed attempt (network error, timeout, 408, 429, 5xx), after backoff x 2^n seconds.
+    webhook_retries: int = 3
+    webhook_retry_backoff: float = 2.0
+    # Minutes delivered at most after a clock jump (older ones are skipped and counted).
+    webhook_max_catchup_minutes: int = 60
+    # Butlr's untidiness: *_1MIN minutes are recomputed for this many minutes (1: sent once, final);
+    # a provisional value is off by one with this probability; an event is POSTed twice with this
+    # probability; a minute's events go out in random order.
+    webhook_lookback_minutes: int = 5
+    webhook_revision_rate: float = 0.1
+    webhook_duplicate_rate: float = 0.02
+    webhook_shuffle: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +92,10 @@ class EmulatorConfig:
         if self.graphql_auth_error_mode not in GRAPHQL_AUTH_ERROR_MODES:
             raise ValueError(
                 f"graphql_auth_error_mode={self.graphql_auth_error_mode!r}; allowed: {GRAPHQL_AUTH_ERROR_MODES}"
+            )
+        if self.graphql_unknown_id_mode not in UNKNOWN_ID_MODES:
+            raise ValueError(
+                f"graphql_unknown_id_mode={self.graphql_unknown_id_mode!r}; allowed: {UNKNOWN_ID_MODES}"
             )
         if self.expires_in_mode not in EXPIRES_IN_MODES:
             raise ValueError(f"expires_in_mode={self.expires_in_mode!r}; allowed: {EXPIRES_IN_MODES}")
@@ -81,6 +109,22 @@ class EmulatorConfig:
         if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
             raise ValueError(f"rate_limit_per_minute must be >= 1 or None, got {self.rate_limit_per_minute}")
         EngineSettings.from_config(self)  # validates the reporting_* / stats_* fields
+        self._validate_webhooks()
+
+    def _validate_webhooks(self) -> None:
+        for name in ("webhook_revision_rate", "webhook_duplicate_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        for name in ("webhook_lookback_minutes", "webhook_max_catchup_minutes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.webhook_retries < 0 or self.webhook_retry_backoff < 0:
+            raise ValueError(
+                f"webhook_retries ({self.webhook_retries}) and webhook_retry_backoff "
+                f"({self.webhook_retry_backoff}) must be >= 0"
+            )
+        if self.webhook_timeout <= 0:
+            raise ValueError(f"webhook_timeout must be > 0 seconds, got {self.webhook_timeout}")
 
     @property
     def reporting_missing_minutes(self) -> int:

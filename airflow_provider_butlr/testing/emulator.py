@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from types import TracebackType
 from typing import Any
 
+from graphql import GraphQLError
+
 from airflow_provider_butlr.testing.clock import EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
+from airflow_provider_butlr.testing.graphql.sdl import EVENT_TYPES
 from airflow_provider_butlr.testing.graphql.service import GraphQLService
 from airflow_provider_butlr.testing.graphql.webhooks import WebhookStore
 from airflow_provider_butlr.testing.http.admin import PREFIX as ADMIN_PREFIX
@@ -23,6 +26,10 @@ from airflow_provider_butlr.testing.http.rate_limit import SlidingWindowLimiter
 from airflow_provider_butlr.testing.http.server import EmulatorHTTPServer
 from airflow_provider_butlr.testing.org.model import Organization
 from airflow_provider_butlr.testing.org.seed import build_org
+from airflow_provider_butlr.testing.webhook_delivery import WebhookDeliverer
+
+# The event types a subscription made by subscribe() (or the CLI's --webhook-url) gets by default.
+DEFAULT_EVENT_TYPES: tuple[str, ...] = ("ROOM_OCCUPANCY_1MIN", "ZONE_OCCUPANCY_1MIN", "FLOOR_OCCUPANCY_1MIN")
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(EmulatorConfig))
 
@@ -59,7 +66,9 @@ class ButlrEmulator:
         self.faults = FaultSchedule()
         self.authority = TokenAuthority()
         self.org: Organization = build_org(self.config.seed, self.config.size, self.clock.timestamp())
-        self.webhooks = WebhookStore(self.org.id, self.config.seed)
+        self.webhooks = WebhookStore(self.org.id, self.config.seed, now=self.clock.timestamp)
+        self.deliverer = WebhookDeliverer(self.webhooks, self.org, self.clock, lambda: self.config)
+        self.webhooks.add_listener(self.deliverer.wake)
         self.graphql = GraphQLService(self.org, self.webhooks)
         self.rate_limiter = SlidingWindowLimiter()
         self.admin = AdminAPI(self)
@@ -104,6 +113,7 @@ class ButlrEmulator:
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="butlr-emulator", daemon=True
         )
         self._thread.start()
+        self.deliverer.start()
         return self
 
     def stop(self) -> None:
@@ -111,6 +121,7 @@ class ButlrEmulator:
         server, thread = self._server, self._thread
         if server is None:
             return
+        self.deliverer.stop()
         server.shutdown()
         server.close()
         if thread is not None:
@@ -214,12 +225,56 @@ class ButlrEmulator:
         return self.url + ADMIN_PREFIX
 
     def reset(self) -> None:
-        """Clear counters, faults and webhooks; back to real time. Tokens stay valid."""
+        """Clear counters, faults, webhooks and their deliveries; back to real time. Tokens stay valid."""
         self.rate_limiter.reset()
         self.counters.reset()
         self.faults.clear()
         self.webhooks.clear()
+        self.deliverer.reset()
         self.clock.reset()
+
+    # --- webhooks ----------------------------------------------------------------------------------
+    def subscribe(
+        self,
+        url: str,
+        event_types: Sequence[str] = DEFAULT_EVENT_TYPES,
+        *,
+        name: str = "emulator",
+        api_key: Mapping[str, str] | None = None,
+        basic_auth: Mapping[str, str] | None = None,
+        http_timeout: int | None = None,
+        filters: Mapping[str, list[str]] | None = None,
+        send_on_value_change: bool = False,
+    ) -> dict[str, Any]:
+        """Create a webhook subscription as ``createWebhooks`` would (its output, with ``id``).
+
+        ValueError names a bad argument (unknown event type, URL, filters, a type already subscribed).
+        """
+        unknown = [e for e in event_types if e not in EVENT_TYPES]
+        if unknown or isinstance(event_types, str):
+            raise ValueError(
+                f"event_types: unknown {unknown or [event_types]}; allowed: {', '.join(EVENT_TYPES)}"
+            )
+        endpoint: dict[str, Any] = {"url": url, "http_timeout": http_timeout}
+        if api_key is not None:
+            endpoint["api_key"] = dict(api_key)
+        if basic_auth is not None:
+            endpoint["basic_auth"] = dict(basic_auth)
+        item = {
+            "name": name,
+            "eventTypes": list(event_types),
+            "endpointConfig": endpoint,
+            "filters": dict(filters) if filters is not None else None,
+            "send_on_value_change": send_on_value_change,
+        }
+        try:
+            return self.webhooks.create([item])[0]
+        except GraphQLError as exc:
+            raise ValueError(exc.message) from None
+
+    def deliver_now(self, webhook_id: str | None = None, resend_minutes: int = 0) -> list[dict[str, Any]]:
+        """Deliver the minutes completed so far and every pending retry now; the delivery records touched."""
+        return self.deliverer.deliver_now(webhook_id, resend_minutes)
 
     def __repr__(self) -> str:
         where = self.url if self.running else "stopped"

@@ -1,6 +1,22 @@
 """The emulated Butlr GraphQL schema in SDL (kept in Python so it ships without package data)."""
 
-SCHEMA_SDL = """
+# The webhook event types (butlr-api.md §5.2); the emulator delivers some (webhook_events.DELIVERED_TYPES).
+EVENT_TYPES: tuple[str, ...] = (
+    "DETECTIONS",
+    "TRAFFIC",
+    "FLOOR_OCCUPANCY",
+    "ROOM_OCCUPANCY",
+    "ZONE_OCCUPANCY",
+    "FLOOR_OCCUPANCY_1MIN",
+    "ROOM_OCCUPANCY_1MIN",
+    "ZONE_OCCUPANCY_1MIN",
+    "PIR_MOTION",
+    "PIR_NO_MOTION",
+    "SENSOR_HEALTH",
+    "HIVE_HEALTH",
+)
+
+_SDL = """
 # The emulated Butlr GraphQL schema (api/v3/graphql): the read side used by integrations plus the
 # webhook mutations. Mixed casing is deliberate: it is the real API's.
 scalar Time
@@ -196,18 +212,7 @@ type Tag {
 }
 
 enum EventType {
-  DETECTIONS
-  TRAFFIC
-  FLOOR_OCCUPANCY
-  ROOM_OCCUPANCY
-  ZONE_OCCUPANCY
-  FLOOR_OCCUPANCY_1MIN
-  ROOM_OCCUPANCY_1MIN
-  ZONE_OCCUPANCY_1MIN
-  PIR_MOTION
-  PIR_NO_MOTION
-  SENSOR_HEALTH
-  HIVE_HEALTH
+  __EVENT_TYPES__
 }
 type ApiKey { key: String value: String }
 type BasicAuth { username: String password: String }
@@ -286,3 +291,5 @@ type Mutation {
   deleteWebhooks(ids: [ID!]!): Boolean!
 }
 """
+
+SCHEMA_SDL = _SDL.replace("__EVENT_TYPES__", "\n  ".join(EVENT_TYPES))

@@ -79,11 +79,11 @@ def _pick(items: Iterable[T], ids: list[str] | None) -> list[T]:
 def _camel_id(attribute: str, what: str) -> Resolver:
     """The legacy ``floorID``/``roomID``/``hiveID`` resolvers: an error for NULL values (partial data)."""
 
-    def resolve(sensor: Sensor, _info: GraphQLResolveInfo) -> str:
+    def resolve(sensor: Sensor, info: GraphQLResolveInfo) -> str:
         value = getattr(sensor, attribute)
         if value is None:
             raise _error(
-                f"sensor {sensor.id} has no {what} (resolver {attribute} returned NULL)", "NOT_FOUND"
+                f"sensor {sensor.id} has no {what} (resolver {info.field_name} returned NULL)", "NOT_FOUND"
             )
         return str(value)
 
@@ -122,18 +122,19 @@ class OrgIndex:
 
 
 def _single(lookup: Callable[[OrgIndex], dict[str, T]], kind: str) -> Resolver:
-    """``site(id, customID)``-style root fields: NOT_FOUND error when nothing matches."""
+    """``site(id, customID)``-style root fields: ``null`` when nothing matches (a NOT_FOUND error instead
+    with ``graphql_unknown_id_mode="error"``; docs/emulator.md has the evidence for both)."""
 
     def resolve(
         _root: Any, info: GraphQLResolveInfo, id: str | None = None, customID: str | None = None
-    ) -> T:
+    ) -> T | None:
         if id is None and customID is None:
             raise _error(f"{kind}: give id or customID", "BAD_USER_INPUT")
         items = lookup(info.context["index"])
         found = items.get(id) if id is not None else None
         if found is None and customID is not None:
             found = next((x for x in items.values() if getattr(x, "custom_id", None) == customID), None)
-        if found is None:
+        if found is None and info.context.get("unknown_id_mode") == "error":
             raise _error(f"{kind} not found: {id if id is not None else customID}", "NOT_FOUND")
         return found
 
@@ -316,8 +317,12 @@ class GraphQLService:
             self._documents[query] = (document, errors)
         return document, errors
 
-    def execute(self, body: Any, now: datetime) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON payload) for a GraphQL-over-HTTP request body."""
+    def execute(self, body: Any, now: datetime, unknown_id_mode: str = "null") -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON payload) for a GraphQL-over-HTTP request body.
+
+        ``unknown_id_mode``: what ``site(id:)``-style fields answer for an id that does not exist: ``"null"``
+        (plain ``null``) or ``"error"`` (``null`` plus a NOT_FOUND error).
+        """
         if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
             return _http_error(
                 400, "request body must be a JSON object with a non-empty 'query' string", "BAD_REQUEST"
@@ -333,7 +338,12 @@ class GraphQLService:
             return 400, {"errors": [_formatted(e, "GRAPHQL_PARSE_FAILED") for e in errors]}
         if errors:
             return 400, {"errors": [_formatted(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]}
-        context = {"index": self.index, "webhooks": self.webhooks, "now": now}
+        context = {
+            "index": self.index,
+            "webhooks": self.webhooks,
+            "now": now,
+            "unknown_id_mode": unknown_id_mode,
+        }
         result = execute_sync(
             self.schema, document, variable_values=variables, operation_name=operation, context_value=context
         )

@@ -1,4 +1,8 @@
-"""In-memory webhook subscriptions with Butlr's one-subscription-per-event-type rule."""
+"""In-memory webhook subscriptions with Butlr's one-subscription-per-event-type rule.
+
+Each subscription also remembers (as ``_created_at``, not in the GraphQL type) the emulator time it was
+created at: its deliveries start with the minute in progress then (``testing/webhook_delivery.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import copy
 import random
 import string
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from graphql import GraphQLError, GraphQLResolveInfo
+
+from airflow_provider_butlr.testing.webhook_events import filter_problem
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -28,6 +35,16 @@ def _endpoint_config(raw: dict[str, Any]) -> dict[str, Any]:
     api_key = raw.get("apiKey") or raw.get("api_key")
     basic = raw.get("basicAuth") or raw.get("basic_auth")
     timeout = raw.get("httpTimeout", raw.get("http_timeout"))
+    for name, value, keys in (
+        ("apiKey", api_key, ("key", "value")),
+        ("basicAuth", basic, ("username", "password")),
+    ):
+        if value and not (isinstance(value, dict) and all(isinstance(value.get(k), str) for k in keys)):
+            raise _bad_input(f"endpointConfig.{name} needs the strings {' and '.join(keys)}")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
+        raise _bad_input(
+            f"endpointConfig.httpTimeout must be a whole number of seconds >= 1, got {timeout!r}"
+        )
     return {
         "url": url,
         "http_timeout": timeout,
@@ -36,14 +53,30 @@ def _endpoint_config(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_filters(filters: Any, label: str) -> None:
+    problem = filter_problem(filters)
+    if problem is not None:
+        raise _bad_input(f"{label}: {problem}")
+
+
 class WebhookStore:
     """Webhooks keyed by id; every mutation validates the whole batch before changing anything."""
 
-    def __init__(self, org_id: str, seed: int = 0) -> None:
+    def __init__(self, org_id: str, seed: int = 0, now: Callable[[], float] = time.time) -> None:
         self.org_id = org_id
         self._rng = random.Random(f"webhooks-{seed}")
+        self._now = now
         self._lock = threading.Lock()
         self._hooks: dict[str, dict[str, Any]] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every change (the deliverer wakes up)."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in list(self._listeners):
+            callback()
 
     def _new_id(self) -> str:
         return "webhook_2" + "".join(self._rng.choices(BASE62, k=26))
@@ -55,6 +88,7 @@ class WebhookStore:
     def clear(self) -> None:
         with self._lock:
             self._hooks.clear()
+        self._changed()
 
     def _owner_of(self, event_type: str, ignore: set[str]) -> str | None:
         return next(
@@ -89,6 +123,7 @@ class WebhookStore:
                 label = f"input[{position}]"
                 if not item["name"].strip():
                     raise _bad_input(f"{label}: name must not be empty")
+                _check_filters(item.get("filters"), label)
                 self._check_event_types(list(dict.fromkeys(item["eventTypes"])), claimed, set(), label)
                 created.append(
                     {
@@ -100,11 +135,14 @@ class WebhookStore:
                         "status": True,
                         "filters": item.get("filters"),
                         "send_on_value_change": bool(item.get("send_on_value_change") or False),
+                        "_created_at": self._now(),
                     }
                 )
             for hook in created:
                 self._hooks[hook["id"]] = hook
-            return copy.deepcopy(created)
+            answer = copy.deepcopy(created)
+        self._changed()
+        return answer
 
     def update(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
@@ -125,12 +163,15 @@ class WebhookStore:
                 if item.get("endpointConfig") is not None:
                     hook["endpoint_config"] = _endpoint_config(item["endpointConfig"])
                 if "filters" in item:
+                    _check_filters(item["filters"], f"input[{position}]")
                     hook["filters"] = item["filters"]
                 if item.get("send_on_value_change") is not None:
                     hook["send_on_value_change"] = bool(item["send_on_value_change"])
                 self._check_event_types(hook["event_types"], claimed, set(ids), f"input[{position}]")
             self._hooks.update(updated)
-            return copy.deepcopy([updated[i] for i in ids])
+            answer = copy.deepcopy([updated[i] for i in ids])
+        self._changed()
+        return answer
 
     def delete(self, ids: list[str]) -> bool:
         with self._lock:
@@ -141,7 +182,8 @@ class WebhookStore:
                 )
             for webhook_id in ids:
                 del self._hooks[webhook_id]
-            return True
+        self._changed()
+        return True
 
     @staticmethod
     def resolver(mutation: str) -> Callable[..., Any]:

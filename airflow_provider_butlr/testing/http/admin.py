@@ -1,7 +1,8 @@
 """The admin API under ``/_emulator/``: drive a running emulator from another process.
 
 Clock (read, set, freeze, advance, back to real time), faults (same kinds and spec as
-``emu.faults.add``), tokens (list, revoke), counters (read, reset), live config (e.g. the data lag).
+``emu.faults.add``), tokens (list, revoke), counters (read, reset), live config (e.g. the data lag),
+webhooks (subscriptions, delivery records, deliver now: ``admin_webhooks.py``).
 Served only when the server binds a loopback address, unless the config says ``admin_api=True``
 (the CLI's ``--admin``); otherwise every ``/_emulator/`` path answers 404 like any unknown path.
 """
@@ -16,6 +17,11 @@ from typing import Any, Protocol
 
 from airflow_provider_butlr.testing.clock import EmulatorClock
 from airflow_provider_butlr.testing.config import EmulatorConfig
+from airflow_provider_butlr.testing.http.admin_webhooks import (
+    WebhookAdmin,
+    WebhookAdminError,
+    WebhookControls,
+)
 from airflow_provider_butlr.testing.http.auth import TokenAuthority
 from airflow_provider_butlr.testing.http.counters import Counters
 from airflow_provider_butlr.testing.http.faults import (
@@ -35,11 +41,13 @@ LIVE_FIELDS = frozenset(
         "token_lifetime",
         "latency",
         "graphql_auth_error_mode",
+        "graphql_unknown_id_mode",
         "expires_in_mode",
         "max_body_bytes",
         "rate_limit_per_minute",
         "data_lag_minutes",
         "reporting_max_id_minutes",
+        "reporting_max_id_windows",
         "reporting_max_ids",
         "reporting_max_ids_long",
         "reporting_long_range_hours",
@@ -49,11 +57,20 @@ LIVE_FIELDS = frozenset(
         "reporting_time_label",
         "reporting_strict_keys",
         "stats_max_item_days",
+        "webhook_auto_delivery",
+        "webhook_timeout",
+        "webhook_retries",
+        "webhook_retry_backoff",
+        "webhook_max_catchup_minutes",
+        "webhook_lookback_minutes",
+        "webhook_revision_rate",
+        "webhook_duplicate_rate",
+        "webhook_shuffle",
     }
-)
+)  # webhook_allow_remote is not live: sending off loopback takes the CLI flag or an in-process config
 
 
-class EmulatorControls(Protocol):
+class EmulatorControls(WebhookControls, Protocol):
     """What the admin API drives (``ButlrEmulator`` provides it)."""
 
     clock: EmulatorClock
@@ -123,19 +140,23 @@ class AdminAPI:
             ("POST", "/config"): self._set_config,
             ("POST", "/reset"): self._reset,
         }
+        self.webhooks = WebhookAdmin(controls, _object)
+        self._routes.update(self.webhooks.routes)
 
     def handle(self, request: Request) -> Response:
         sub = request.path[len(PREFIX) :].rstrip("/")
         try:
             if sub.startswith("/faults/") and request.method == "DELETE":
                 return Response.json(200, self._remove_fault(sub.rsplit("/", 1)[1]))
+            if sub.startswith("/webhooks/webhook_") and request.method == "DELETE":
+                return Response.json(200, self.webhooks.unsubscribe(sub.rsplit("/", 1)[1]))
             route = self._routes.get((request.method, sub))
             if route is None:
                 known = sorted({path for _, path in self._routes if path == sub})
                 status = 405 if known else 404
                 raise AdminError(status, f"no admin endpoint {request.method} {request.path}")
             return Response.json(200, route(request))
-        except AdminError as exc:
+        except (AdminError, WebhookAdminError) as exc:
             return Response.json(exc.status, {"error": "admin", "message": str(exc)})
         except (ValueError, TypeError) as exc:  # bad clock spec, fault spec or config value
             return Response.json(400, {"error": "admin", "message": str(exc)})
@@ -151,7 +172,7 @@ class AdminAPI:
     def _index(self, _request: Request) -> dict[str, Any]:
         return {
             "endpoints": [f"{method} {PREFIX}{path}" for method, path in self._routes]
-            + [f"DELETE {PREFIX}/faults/<id>"]
+            + [f"DELETE {PREFIX}/faults/<id>", f"DELETE {PREFIX}/webhooks/<id>"]
         }
 
     def _clock(self, _request: Request) -> dict[str, Any]:

@@ -271,7 +271,9 @@ class ButlrAPI:
         problem = self._bearer_problem(request)
         if problem:
             return self._unauthorized(request, problem)
-        status, payload = self.graphql.execute(request.json, self.clock.now())
+        status, payload = self.graphql.execute(
+            request.json, self.clock.now(), unknown_id_mode=self.config.graphql_unknown_id_mode
+        )
         return Response.json(status, payload)
 
     def _reporting(self, request: Request) -> Response:

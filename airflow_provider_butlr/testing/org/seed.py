@@ -150,6 +150,7 @@ class _OrgBuilder:
         for site_index in range(self.size.sites):
             self.org.sites.append(self._site(site_index))
         self._quirks()
+        self._roomless_entrances()
         self._tags()
         self.org.reindex()
         return self.org
@@ -320,6 +321,8 @@ class _OrgBuilder:
         sensor.last_battery_change_date = rfc3339_micro(last)
 
     def _sensors(self, floor: Floor) -> list[Sensor]:
+        """Every sensor sits in a room, as in Butlr's fixtures (no null ``roomID`` among 249 sensors);
+        :meth:`_roomless_entrances` takes the room away from a few floor-entrance sensors afterwards."""
         sensors: list[Sensor] = []
         zones_by_room: dict[str, list[str]] = {}
         for zone in floor.zones:
@@ -331,12 +334,23 @@ class _OrgBuilder:
                 sensors.append(self._sensor(floor, "presence", room, [], False))
             if index % 3 == 0:  # a traffic sensor on the room door
                 sensors.append(self._sensor(floor, "traffic", room, [], False))
-        for _ in range(2):  # floor entrances: traffic sensors with no room
-            sensors.append(self._sensor(floor, "traffic", None, [], True))
+        # The room behind the floor's entrance: its open area (the first room when it has none).
+        lobby = next((r for r in floor.rooms if r.name.startswith("Open Area")), floor.rooms[0])
+        for _ in range(2):  # floor entrances: traffic sensors in the room at the floor's entrance
+            sensors.append(self._sensor(floor, "traffic", lobby, [], True))
         unzoned = [z.id for z in floor.zones if not z.room_id]
-        if unzoned:  # a presence sensor covering zones only (room_id NULL)
-            sensors.append(self._sensor(floor, "presence", None, unzoned[:1], False))
+        if unzoned:  # a presence sensor in the open area that also covers a zone outside any room
+            sensors.append(self._sensor(floor, "presence", lobby, unzoned[:1], False))
         return sensors
+
+    def _roomless_entrances(self) -> None:
+        """On one floor per site (its last with sensors) the entrance sensors have no room, so
+        ``Sensor.roomID`` keeps its resolver error there (butlr-api.md §4.5) and nowhere else."""
+        for site in self.org.sites:
+            floors = [f for b in site.buildings for f in b.floors if f.sensors]
+            for sensor in (floors[-1].sensors or []) if floors else []:
+                if sensor.is_entrance:
+                    sensor.room_id, sensor.name = None, f"Traffic {floors[-1].name}"
 
     # --- quirks and tags -----------------------------------------------------------------------
     def _quirks(self) -> None:

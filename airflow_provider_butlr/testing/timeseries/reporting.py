@@ -6,13 +6,15 @@ give the answer to send. Values come from :mod:`.series` (the ground truth); thi
 
 Behaviour worth knowing (butlr-api.md 3.3-3.6, [GUESS] choices configurable in ``EngineSettings``):
 
-* Over the processing budget (more than ``reporting_max_ids`` ids over all id filters, or more than
-  ``reporting_max_ids_long`` when the range is 24 h or more) the answer is HTTP 200 with
-  ``"data": {}`` -- for every shape, flat included, as the support article shows -- and zeroed
-  ``page_info``. With ``reporting_max_id_minutes`` set, (ids x range in minutes) above it answers the same.
-* Data exists up to ``now - data_lag_minutes`` (default 2, as in Butlr's fixtures); windows touching the last
-  ``reporting_incomplete_minutes`` carry ``data_incomplete: true`` and ``null_percentage`` = their
-  share of such minutes (rows of shapes A and C, windows from 2025-11-01 on; B leaves stay the nine stats).
+* Over the processing budget -- (ids over all id filters) x (windows) above ``reporting_max_id_windows``,
+  or more than ``reporting_max_ids_long`` ids when the range is 24 h or more -- the answer is HTTP 200
+  with ``"data": {}`` (for every shape, flat included, as the support article shows) and zeroed
+  ``page_info``. Optional knobs answer the same: ``reporting_max_ids`` (a fixed id cap) and
+  ``reporting_max_id_minutes`` (ids x range in minutes).
+* Data exists up to ``now - data_lag_minutes`` (default 2, as in Butlr's fixtures). Rows (shapes A, C, D;
+  windows from 2025-11-01 on; B leaves stay the nine stats) carry ``null_percentage`` = the share of the
+  window's minutes without data, and ``data_incomplete: true`` when a minute is missing or still inside the
+  revision window (the last ``reporting_incomplete_minutes``, default 5: Butlr revises ~5 minutes).
 * Zero-valued windows are dropped unless ``filter.value`` has a lower bound admitting 0 (``gte: 0``);
   ``create_empty`` turns windows without data into 0 (or the ``fill``) before that rule applies.
 * ``calibrated`` is validated but does not change values (the generated traffic occupancy is already
@@ -87,14 +89,24 @@ class _WindowPlan:
     timezone_offset: str
 
 
-def _over_budget(query: ReportingQuery, settings: EngineSettings) -> bool:
-    long_range = query.stop - query.start >= settings.reporting_long_range_hours * HOUR
+def over_budget(query: ReportingQuery, settings: EngineSettings) -> bool:
+    """Whether Butlr's processing budget answers this query with the silent-empty result.
+
+    The work is (ids in the id filters, at least 1) x (windows = range / ``every``, rounded up): Butlr's
+    client got 127 assets x 5 one-minute windows answered, while the support article's recommended sizes
+    (1-minute windows: <= 30 ids for ~2 h, <= 10 for 24 h and longer) and the long-range id cap still hold.
+    """
+    span = query.stop - query.start
+    ids = max(1, query.id_count)
+    long_range = span >= settings.reporting_long_range_hours * HOUR
     limit = settings.reporting_max_ids_long if long_range else settings.reporting_max_ids
-    if query.id_count > limit:
+    if limit is not None and query.id_count > limit:
         return True
-    budget = settings.reporting_max_id_minutes
-    range_minutes = -(-(query.stop - query.start) // MINUTE)
-    return budget is not None and max(1, query.id_count) * range_minutes > budget
+    windows = -(-span // query.every)
+    if settings.reporting_max_id_windows is not None and ids * windows > settings.reporting_max_id_windows:
+        return True
+    minutes = -(-span // MINUTE)
+    return settings.reporting_max_id_minutes is not None and ids * minutes > settings.reporting_max_id_minutes
 
 
 def value_predicate(value_filter: Mapping[str, float]) -> Callable[[float], bool]:
@@ -120,7 +132,8 @@ def _plans(query: ReportingQuery, settings: EngineSettings, now: int) -> list[_W
     align_to_start = settings.reporting_window_alignment == "start" or auto_start
     windows = make_windows(query.start, query.stop, query.every, query.offset, query.timezone, align_to_start)
     allowed = allowed_minute_runs(query.start, query.stop, query.constraints, query.timezone or "UTC")
-    incomplete_from = now // MINUTE - settings.reporting_incomplete_minutes
+    revising_from = now // MINUTE - settings.reporting_incomplete_minutes
+    data_end = now // MINUTE - settings.data_lag_minutes
     plans = []
     for w in windows:
         runs = intersect(allowed, w.first_minute, w.end_minute)
@@ -129,7 +142,7 @@ def _plans(query: ReportingQuery, settings: EngineSettings, now: int) -> list[_W
             _WindowPlan(
                 window=w,
                 runs=runs,
-                quality=window_quality(w, runs, incomplete_from),
+                quality=window_quality(w, runs, revising_from, data_end),
                 time=time_text(label),
                 window_start=time_text(w.start),
                 window_stop=time_text(w.stop),
@@ -234,7 +247,7 @@ def run_reporting(org: Organization, body: Any, now: datetime, config: Any) -> d
     settings = EngineSettings.from_config(config)
     now_s = int(now.timestamp())
     query = parse_reporting_body(body, now_s, strict=settings.reporting_strict_keys)
-    if _over_budget(query, settings):
+    if over_budget(query, settings):
         return silent_empty()
     source = series_source(org, settings.seed)
     series = select_series(org, source, query.measurements, query.id_filters)

@@ -14,6 +14,7 @@ from airflow_provider_butlr.testing.timeseries.series import (
     MEASUREMENTS,
     TRAFFIC_FLOOR_OCCUPANCY,
     TRAFFIC_ROOM_OCCUPANCY,
+    TRAFFIC_ZONE_OCCUPANCY,
 )
 from airflow_provider_butlr.testing.timeseries.timeutils import (
     MINUTE,
@@ -36,7 +37,7 @@ PAGINATE_KEYS = ("page", "limit")
 FUNCTIONS = ("mean", "max", "min", "sum", "median", "first", "last")
 VALUE_OPERATORS = ("gte", "gt", "lte", "lt")
 CALIBRATED_VALUES = ("true", "raw", "false")
-CALIBRATED_MEASUREMENTS = (TRAFFIC_FLOOR_OCCUPANCY, TRAFFIC_ROOM_OCCUPANCY)
+CALIBRATED_MEASUREMENTS = (TRAFFIC_FLOOR_OCCUPANCY, TRAFFIC_ROOM_OCCUPANCY, TRAFFIC_ZONE_OCCUPANCY)
 GROUP_BY_KEYS = (
     "time",
     "field",

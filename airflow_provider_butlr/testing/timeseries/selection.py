@@ -21,6 +21,7 @@ from airflow_provider_butlr.testing.timeseries.series import (
     TRAFFIC_FIELDS,
     TRAFFIC_FLOOR_OCCUPANCY,
     TRAFFIC_ROOM_OCCUPANCY,
+    TRAFFIC_ZONE_OCCUPANCY,
     ZONE_OCCUPANCY,
     ZONE_PRESENCE_SECS,
     SeriesSource,
@@ -50,11 +51,12 @@ _ROW_NAMES = {
     TAG_OCCUPANCY: ("occupancy", "occupancy"),
     TRAFFIC_ROOM_OCCUPANCY: ("aggregator_headcount", "aggregator_occupancy"),
     TRAFFIC_FLOOR_OCCUPANCY: ("aggregator_headcount", "aggregator_occupancy"),
+    TRAFFIC_ZONE_OCCUPANCY: ("aggregator_headcount", "aggregator_occupancy"),
     ROOM_PRESENCE_SECS: ("presence_time", "presence_time_secs"),  # [GUESS]
     ZONE_PRESENCE_SECS: ("presence_time", "presence_time_secs"),
     FLOOR_PRESENCE_SECS: ("presence_time", "presence_time_secs"),
 }
-_AGGREGATOR = (TRAFFIC_ROOM_OCCUPANCY, TRAFFIC_FLOOR_OCCUPANCY)
+_AGGREGATOR = (TRAFFIC_ROOM_OCCUPANCY, TRAFFIC_FLOOR_OCCUPANCY, TRAFFIC_ZONE_OCCUPANCY)
 _ROOM_KIND = (ROOM_OCCUPANCY, ROOM_PRESENCE_SECS)
 _ZONE_KIND = (ZONE_OCCUPANCY, ZONE_PRESENCE_SECS)
 _FLOOR_KIND = (FLOOR_OCCUPANCY, FLOOR_PRESENCE_SECS)
@@ -180,7 +182,7 @@ def _candidates(
     for asset_id in have:
         if measurement in _ROOM_KIND or measurement == TRAFFIC_ROOM_OCCUPANCY:
             yield build.room(measurement, org.rooms_by_id[asset_id])
-        elif measurement in _ZONE_KIND:
+        elif measurement in _ZONE_KIND or measurement == TRAFFIC_ZONE_OCCUPANCY:
             yield build.zone(measurement, org.zones_by_id[asset_id])
         elif measurement in _FLOOR_KIND or measurement == TRAFFIC_FLOOR_OCCUPANCY:
             yield build.floor(measurement, org.floors_by_id[asset_id])

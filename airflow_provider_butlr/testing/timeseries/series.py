@@ -19,8 +19,13 @@ The model, per UTC minute (a minute ``m`` covers ``[m, m + 60 s)``):
 * **traffic** per traffic-mode sensor: ``in``/``out`` counts per minute, built so that their running
   difference follows a second occupancy curve of the sensor, plus random pass-throughs.
 * **traffic_room_occupancy** of a room (rooms with traffic sensors): ``max(0, running + in - out)`` over
-  the room's traffic sensors, restarted at 0 at each local midnight of the site.
+  the room's traffic sensors, restarted at 0 at each local midnight of the site. Entrance sensors bound to
+  the room count too: Butlr's client notes that the Reporting API aggregates by ``room_id`` whatever
+  ``is_entrance`` says (``src/utils/occupancy-helpers.ts``, "a café occupying the floor's entry area").
   **traffic_floor_occupancy** of a floor: the same over its ``is_entrance`` traffic sensors.
+  **traffic_zone_occupancy** of a zone: the same over the traffic sensors listing the zone in ``zone_ids``
+  (Butlr's client sends the measurement for zones; its docs say zones support presence only, so the seeded
+  organisation has no such sensor and the measurement answers no rows there).
 
 Values are deterministic for (seed, asset id, minute): they are generated one local day at a time per
 asset from a RNG seeded by (seed, asset id, local date) and cached (LRU), so the value of a minute never
@@ -57,11 +62,13 @@ FLOOR_PRESENCE_SECS = "floor_presence_time_secs"
 TRAFFIC = "traffic"
 TRAFFIC_ROOM_OCCUPANCY = "traffic_room_occupancy"
 TRAFFIC_FLOOR_OCCUPANCY = "traffic_floor_occupancy"
+TRAFFIC_ZONE_OCCUPANCY = "traffic_zone_occupancy"
 
 MEASUREMENTS: tuple[str, ...] = (
     TRAFFIC,
     TRAFFIC_FLOOR_OCCUPANCY,
     TRAFFIC_ROOM_OCCUPANCY,
+    TRAFFIC_ZONE_OCCUPANCY,
     FLOOR_OCCUPANCY,
     ROOM_OCCUPANCY,
     ZONE_OCCUPANCY,
@@ -115,6 +122,7 @@ class _Coverage:
     floor_rooms: dict[str, list[Room]] = field(default_factory=dict)
     traffic_sensors: dict[str, Sensor] = field(default_factory=dict)
     room_traffic: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    zone_traffic: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     floor_traffic: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     sensor_capacity: dict[str, int] = field(default_factory=dict)
 
@@ -157,14 +165,14 @@ def _coverage(org: Organization) -> _Coverage:
             else:
                 capacity = DEFAULT_SENSOR_CAPACITY
             cov.sensor_capacity[sensor.id] = capacity
-        for room in floor.rooms:
-            own = tuple(
-                (s.id, cov.sensor_capacity[s.id])
-                for s in traffic
-                if s.room_id == room.id and not s.is_entrance
-            )
+        for room in floor.rooms:  # every traffic sensor of the room, entrances included (MCP, see above)
+            own = tuple((s.id, cov.sensor_capacity[s.id]) for s in traffic if s.room_id == room.id)
             if own:
                 cov.room_traffic[room.id] = own
+        for zone in floor.zones:
+            own = tuple((s.id, cov.sensor_capacity[s.id]) for s in traffic if zone.id in s.zone_ids)
+            if own:
+                cov.zone_traffic[zone.id] = own
         if entrances:
             cov.floor_traffic[floor.id] = tuple((s.id, cov.sensor_capacity[s.id]) for s in entrances)
     return cov
@@ -200,6 +208,7 @@ class SeriesSource:
             TRAFFIC: lambda: list(cov.traffic_sensors),
             TRAFFIC_ROOM_OCCUPANCY: lambda: list(cov.room_traffic),
             TRAFFIC_FLOOR_OCCUPANCY: lambda: list(cov.floor_traffic),
+            TRAFFIC_ZONE_OCCUPANCY: lambda: list(cov.zone_traffic),
         }
         if measurement not in listing:
             raise ValueError(f"unknown measurement {measurement!r}; allowed: {', '.join(MEASUREMENTS)}")
@@ -272,9 +281,11 @@ class SeriesSource:
             return gather(
                 tz, first_minute, count, lambda o: traffic_day(seed, sensor.id, capacity, tz, o)[index]
             )
-        if measurement in (TRAFFIC_ROOM_OCCUPANCY, TRAFFIC_FLOOR_OCCUPANCY):
+        if measurement in (TRAFFIC_ROOM_OCCUPANCY, TRAFFIC_FLOOR_OCCUPANCY, TRAFFIC_ZONE_OCCUPANCY):
             if measurement == TRAFFIC_ROOM_OCCUPANCY:
                 sensors, floor_id = cov.room_traffic[asset_id], self.org.rooms_by_id[asset_id].floor_id
+            elif measurement == TRAFFIC_ZONE_OCCUPANCY:
+                sensors, floor_id = cov.zone_traffic[asset_id], self.org.zones_by_id[asset_id].floor_id
             else:
                 sensors, floor_id = cov.floor_traffic[asset_id], asset_id
             tz = self.tz_of_floor(floor_id)

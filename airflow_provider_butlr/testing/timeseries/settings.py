@@ -14,15 +14,21 @@ class EngineSettings:
     """Defaults follow the Butlr docs where they say something, else the guesses noted per field."""
 
     seed: int = 42
-    # Silent-empty processing budget: more ids than this (all id filters together) -> 200 + empty data.
-    reporting_max_ids: int = 30
-    # ... and this many for ranges of ``reporting_long_range_hours`` or more (SUP zone article).
+    # The silent-empty processing budget (docs/emulator.md, "The processing budget"): 200 + empty data when
+    # (ids in the id filters, at least 1) x (windows: range / window.every, rounded up) is above this. It
+    # scales with the work: Butlr's own client got 127 assets over 5 minutes answered (butlr-api.md §12).
+    reporting_max_id_windows: int | None = 60_000
+    # Ids per request for ranges of ``reporting_long_range_hours`` or more (SUP zone article: <= 10).
     reporting_max_ids_long: int = 10
     reporting_long_range_hours: int = 24
+    # A fixed id cap for shorter ranges; None (default): none, only the id x window budget. (30 was the
+    # emulator's default before Butlr's recorded 127-asset answer showed the cap is not fixed.)
+    reporting_max_ids: int | None = None
     # Guard for the emulator itself: series x minutes above this also returns the silent empty result.
     reporting_max_series_minutes: int = 20_000_000
-    # Windows touching the last N minutes before now carry data_incomplete: true.
-    reporting_incomplete_minutes: int = 15
+    # The revision window: windows with a minute in the last N minutes before now carry data_incomplete: true
+    # (their values may still change). Butlr revises data for about 5 minutes (butlr-api.md §6 "Freshness").
+    reporting_incomplete_minutes: int = 5
     # Data lag: the last N minutes before now have no data at all (nor has the future). Butlr's fixtures
     # were recorded with data 1-2 minutes old (butlr-api.md §11), so "now - 5 min .. now" has data.
     data_lag_minutes: int = 2
@@ -58,13 +64,14 @@ class EngineSettings:
         for name in (
             "reporting_incomplete_minutes",
             "data_lag_minutes",
-            "reporting_max_ids",
             "reporting_max_ids_long",
             "stats_max_item_days",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.reporting_max_id_minutes is not None and self.reporting_max_id_minutes < 1:
-            raise ValueError(
-                f"reporting_max_id_minutes must be >= 1 or None, got {self.reporting_max_id_minutes}"
-            )
+        if self.reporting_max_ids is not None and self.reporting_max_ids < 0:
+            raise ValueError(f"reporting_max_ids must be >= 0 or None, got {self.reporting_max_ids}")
+        for name in ("reporting_max_id_minutes", "reporting_max_id_windows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")

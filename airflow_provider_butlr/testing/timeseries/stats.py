@@ -24,6 +24,7 @@ from airflow_provider_butlr.testing.timeseries.series import (
     ROOM_OCCUPANCY,
     TRAFFIC_FLOOR_OCCUPANCY,
     TRAFFIC_ROOM_OCCUPANCY,
+    TRAFFIC_ZONE_OCCUPANCY,
     ZONE_OCCUPANCY,
     SeriesSource,
     series_source,
@@ -119,7 +120,7 @@ def _sources(org: Organization, item: str) -> tuple[str, str, str | None]:
     if item in org.rooms_by_id:
         return org.rooms_by_id[item].floor_id, ROOM_OCCUPANCY, TRAFFIC_ROOM_OCCUPANCY
     if item in org.zones_by_id:
-        return org.zones_by_id[item].floor_id, ZONE_OCCUPANCY, None
+        return org.zones_by_id[item].floor_id, ZONE_OCCUPANCY, TRAFFIC_ZONE_OCCUPANCY
     raise BadRequest(
         f"items: unknown id {item!r}; use floor (space_...), room or zone ids of this organisation"
     )

@@ -138,15 +138,24 @@ class WindowQuality:
     null_percentage: float
 
 
-def window_quality(window: Window, runs: list[tuple[int, int]], incomplete_from: int) -> WindowQuality | None:
-    """``null_percentage`` = share of the window's minutes at or after ``incomplete_from`` (a minute index)."""
+def window_quality(
+    window: Window, runs: list[tuple[int, int]], revising_from: int, data_end: int
+) -> WindowQuality | None:
+    """The flags of one window, consistent with its value (minute indexes; ``runs`` = the window's minutes).
+
+    ``null_percentage`` = share of the window's minutes without data (from ``data_end``, the data lag, on):
+    a window whose value comes from all its minutes has 0.0, one without any data 1.0 (a row exists only with
+    ``create_empty``). ``data_incomplete`` = some minute is missing, or still inside the revision window
+    (from ``revising_from`` on: Butlr revises the last ~5 minutes), so the value may still change.
+    """
     if window.label < DATA_QUALITY_SINCE:
         return None
     total = run_length(runs)
     if total == 0:
         return WindowQuality(False, 0.0)
-    not_final = run_length(intersect(runs, incomplete_from, window.end_minute))
-    return WindowQuality(not_final > 0, round(not_final / total, 4))
+    missing = run_length(intersect(runs, data_end, window.end_minute))
+    revising = run_length(intersect(runs, revising_from, window.end_minute)) > 0
+    return WindowQuality(missing > 0 or revising, round(missing / total, 4))
 
 
 def time_text(moment: int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from airflow_provider_butlr.testing import ButlrEmulator, EmulatorClock
 from tests.integration.emulator.conftest import GRAPHQL, Client
 
@@ -45,11 +47,24 @@ def test_single_object_queries_by_id_and_custom_id(emu: ButlrEmulator, client: C
     assert data["zone"]["floor_id"] == floor.id
 
 
-def test_missing_object_is_not_found_and_missing_argument_is_bad_user_input(client: Client) -> None:
-    status, body = _errors(client, '{ floor(id: "space_nope") { id } }')
-    assert status == 200 and body["data"] == {"floor": None}
-    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND" and body["errors"][0]["path"] == ["floor"]
+@pytest.mark.parametrize("kind", ["site", "building", "floor", "room", "zone"])
+def test_an_unknown_id_answers_plain_null_or_with_the_switch_a_not_found_error(
+    client: Client, emu: ButlrEmulator, kind: str
+) -> None:
+    query = f'{{ {kind}(id: "{kind}_nope") {{ id }} }}'
+    response = client.gql(query)
+    assert response.status_code == 200 and response.json() == {"data": {kind: None}}  # no errors member
+    by_custom_id = client.gql(f'{{ {kind}(customID: "NOPE") {{ id }} }}')
+    assert by_custom_id.json() == {"data": {kind: None}}
+    emu.config.graphql_unknown_id_mode = "error"
+    status, body = _errors(client, query)
+    assert status == 200 and body["data"] == {kind: None}
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND" and body["errors"][0]["path"] == [kind]
+
+
+def test_a_missing_argument_is_bad_user_input(client: Client) -> None:
     status, body = _errors(client, "{ room { id } }")
+    assert status == 200
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 

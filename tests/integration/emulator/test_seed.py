@@ -85,7 +85,13 @@ def test_sensor_modes_entrances_and_null_rooms(org: Organization) -> None:
     assert {s.mode for s in sensors} == {"presence", "traffic"}
     assert any(s.is_entrance and s.mode == "traffic" and s.room_id is None for s in sensors)
     assert any(s.mode == "traffic" and s.room_id is not None for s in sensors)  # room doors
-    assert any(s.room_id is None and not s.is_entrance for s in sensors)
+    # Room-less sensors are as rare as in Butlr's fixtures: floor entrances only, on one floor per site.
+    roomless = [s for s in sensors if s.room_id is None]
+    assert roomless and all(s.is_entrance and s.mode == "traffic" for s in roomless)
+    floors = {s.floor_id for s in roomless}
+    assert sorted(org.floors_by_id[f].site_id for f in floors) == sorted(org.sites_by_id)
+    with_sensors = [f for f in org.floors_by_id.values() if f.sensors]
+    assert len(floors) < len(with_sensors) / 2
     for sensor in sensors:
         assert sensor.floor_id in org.floors_by_id
         assert sensor.room_id is None or org.rooms_by_id[sensor.room_id].floor_id == sensor.floor_id
