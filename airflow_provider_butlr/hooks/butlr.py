@@ -26,7 +26,7 @@ from airflow_provider_butlr.client.tokens.model import AccessToken
 from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
-from airflow_provider_butlr.hooks.connection_form import ConnectionFormMixin
+from airflow_provider_butlr.hooks.connection_form import connection_form_widgets, ui_field_behaviour
 from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan, PollRequest, poll_flow
 from airflow_provider_butlr.reporting.answer import ReportingAnswer, decode_reporting_answer
@@ -68,7 +68,7 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
+class ButlrHook(ButlrBaseHook):
     """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
 
     See :class:`~airflow_provider_butlr.hooks.base.ButlrBaseHook` for the parameters.
@@ -77,6 +77,18 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._session: requests.Session | None = None
+
+    # --- the connection form of Airflow 3.0/3.1 (read from this class's own __dict__) -------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form."""
+        return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields for the legacy form; WTForms is imported there only, never at module level."""
+        return connection_form_widgets()
 
     # --- connection and settings -------------------------------------------------------------
 
