@@ -10,6 +10,7 @@ import email.utils
 import logging
 import math
 import random
+import re
 import ssl
 import sys
 import time
@@ -61,28 +62,32 @@ class UndecodableBody(Exception):
     """A body that does not decode as its ``Content-Encoding`` says (a cut or garbled stream): retried."""
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]{1,300}(?:\.[0-9]{1,30})?")  # finite as a float
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or
+    not one of those. Callers cap it (``retry_after_cap``); nothing here raises, whatever the text."""
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, seconds)
+    if when is None:
+        return None
+    if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
+        when = when.replace(tzinfo=datetime.UTC)
+    try:
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _is_requests_error(exc: BaseException, *names: str) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import CallOptions, make_call, url_for
 from airflow_provider_butlr.client.flow import authorised_flow, drive, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
@@ -180,7 +180,7 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
             return self._transmit(step)
         with rate.sending():
             answer = self._transmit(step)
-        return pace_after(answer, rate)
+        return pace_after(answer, rate, self.retry_policy.retry_after_cap)
 
     def _transmit(self, out: Outgoing) -> Answer:
         """Send one request; the whole answer within the timeout (a total deadline) and the size cap.
@@ -215,7 +215,7 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
                     seconds,
                     response.headers.get("Content-Encoding"),
                 )
-                for chunk in _raw_chunks(response):
+                for chunk in _raw_chunks(response, reader.chunk):
                     if not reader.feed(chunk, time.monotonic()):
                         break
                 body = reader.finish()
@@ -392,14 +392,14 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
         return unwrap(self.graphql(TAGS_QUERY), "tags")
 
 
-def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+def _raw_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
     """The body as it arrived (still content-encoded), with urllib3's errors as requests raises them
     from ``iter_content`` (so the retry policy knows them)."""
     import requests
     from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
     try:
-        yield from response.raw.stream(READ_CHUNK, decode_content=False)
+        yield from response.raw.stream(size, decode_content=False)
     except ProtocolError as err:
         raise requests.exceptions.ChunkedEncodingError(err) from err
     except DecodeError as err:

@@ -18,7 +18,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
-from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import make_call
 from airflow_provider_butlr.client.flow import adrive, authorised_flow, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
@@ -143,7 +143,7 @@ class ButlrAsyncHook(ButlrBaseHook):
                 answer = await within(self._atransmit(step, seconds), seconds)
             except TimeoutError:
                 raise DeadlineExceeded(seconds) from None
-        return pace_after(answer, rate)
+        return pace_after(answer, rate, self.options.retry_after_cap)
 
     async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
         """Send one request; the whole answer within the size cap (the caller bounds the time)."""
@@ -163,7 +163,7 @@ class ButlrAsyncHook(ButlrBaseHook):
                 seconds,
                 response.headers.get("Content-Encoding"),
             )
-            async for chunk in response.aiter_raw(READ_CHUNK):  # as it arrived: decoded under the cap
+            async for chunk in response.aiter_raw(reader.chunk):  # as it arrived: decoded under the cap
                 if not reader.feed(chunk, loop.time()):
                     break
             body = reader.finish()

@@ -10,6 +10,15 @@ from airflow_provider_butlr.client.retry import RetryPolicy
 from airflow_provider_butlr.client.settings import ButlrSettings
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 
+# (least, largest) of each option; non-finite numbers are refused too (NaN is within no range).
+OPTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "timeout": (1e-3, 3600.0),
+    "max_retries": (0, 50),
+    "retry_wait_initial": (0.0, 300.0),
+    "retry_wait_max": (0.0, 3600.0),
+    "retry_after_cap": (0.0, 3600.0),
+}
+
 
 @dataclass(frozen=True)
 class ClientOptions:
@@ -26,24 +35,17 @@ class ClientOptions:
     retry_after_cap: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "retry_wait_initial", "retry_wait_max", "retry_after_cap"):
+        for name, (least, largest) in OPTION_BOUNDS.items():
             value = getattr(self, name)
-            if value is None and name == "timeout":
+            if value is None and name in ("timeout", "max_retries"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            whole = name == "max_retries"
+            kinds = (int,) if whole else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not least <= value <= largest:
+                unit = "a whole number" if whole else "a number of seconds"
                 raise ButlrConfigurationError(
-                    f"{name} must be a non-negative number of seconds, got {value!r}"
+                    f"{name} must be {unit} from {least:g} to {largest:g}, got {value!r}"
                 )
-        if self.timeout is not None and self.timeout <= 0:
-            raise ButlrConfigurationError(f"timeout must be above 0 seconds, got {self.timeout!r}")
-        if self.max_retries is not None and (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ButlrConfigurationError(
-                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
-            )
 
     @classmethod
     def from_hook_params(cls, hook_params: Mapping[str, Any] | None) -> ClientOptions:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.common.jsondecode import MAX_JSON_DEPTH, JSONTooDeep
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
 from airflow_provider_butlr.reporting.times import parse_instant
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -51,15 +53,21 @@ def iter_rows(payload: Any) -> Iterator[dict[str, Any]]:
 
 
 def _walk_rows(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict) and ("value" in item or "time" in item):
+    """Rows (objects with ``value`` or ``time`` inside a list) in document order, without recursion;
+    an answer nested deeper than ``MAX_JSON_DEPTH`` is a :class:`ButlrDataError` (malformed)."""
+    stack: list[Iterator[tuple[bool, Any]]] = [iter([(False, node)])]
+    while stack:
+        for in_list, item in stack[-1]:
+            if in_list and isinstance(item, dict) and ("value" in item or "time" in item):
                 yield item
-            else:
-                yield from _walk_rows(item)
-    elif isinstance(node, Mapping):
-        for value in node.values():
-            yield from _walk_rows(value)
+            elif isinstance(item, (list, Mapping)):
+                if len(stack) > MAX_JSON_DEPTH:
+                    raise ButlrDataError(f"a poll answer is {JSONTooDeep()}")
+                children = item if isinstance(item, list) else list(item.values())
+                stack.append(zip(itertools.repeat(isinstance(item, list)), children, strict=False))
+                break
+        else:
+            stack.pop()
 
 
 def row_time(row: Mapping[str, Any]) -> float | None:
