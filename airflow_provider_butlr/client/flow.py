@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_butlr.client.calls import default_headers
-from airflow_provider_butlr.client.classify import answer_detail, classify, readable_text, token_refused
+from airflow_provider_butlr.client.classify import answer_detail, classify, token_refused
 from airflow_provider_butlr.client.messages import (
     NEED_TOKEN,
     Answer,
@@ -120,13 +120,7 @@ def login_flow(settings: ButlrSettings, now: Callable[[], float], timeout: float
         "POST", url, urlsplit(url).path, json=body, headers=default_headers(body, settings), timeout=timeout
     )
     answer = yield from send_following_redirects(call, None, settings)
-    return token_from_login_response(
-        settings,
-        status=answer.status,
-        body=readable_text(answer),
-        retry_after_header=answer.headers.get("Retry-After"),
-        now=now(),
-    )
+    return token_from_login_response(settings, answer, now())
 
 
 def drive(flow: Generator[S, Any, T], perform: Callable[[S], Any]) -> T:

@@ -62,7 +62,7 @@ class UndecodableBody(Exception):
     """A body that does not decode as its ``Content-Encoding`` says (a cut or garbled stream): retried."""
 
 
-_DELTA_SECONDS = re.compile(r"[0-9]{1,300}(?:\.[0-9]{1,30})?")  # finite as a float
+_DELTA_SECONDS = re.compile(r"[+-]?[0-9]{1,300}(?:\.[0-9]{1,30})?")  # finite as a float
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -74,7 +74,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not text:
         return None
     if _DELTA_SECONDS.fullmatch(text):
-        return float(text)
+        return max(0.0, float(text))
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

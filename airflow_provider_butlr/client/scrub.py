@@ -198,3 +198,48 @@ def redact_secret_fields(value: Any, mask: Callable[[str], None] | None = None) 
         return key, item, True
 
     return rebuild(value, lambda leaf: leaf, entry, containers=(dict, list))
+
+
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=%-]{12,}")  # a run that could be (part of) a credential
+
+
+def _elide_tokenish(match: re.Match[str]) -> str:
+    """A long run with a digit, or a very long one, could be a credential; words and keys stay."""
+    run = match.group()
+    return "…" if len(run) >= 24 or any(ch.isdigit() for ch in run) else run
+
+
+_PREFIX_CHARS = 80
+
+
+def safe_prefix(text: str, extra: Iterable[str | None] = ()) -> str:
+    """The start of a body that may hold a credential nobody knows yet (a cut login answer), shown
+    without one: known secrets scrubbed, JSON string values and anything token-shaped elided (``…``),
+    JSON keys kept. One line, at most :data:`_PREFIX_CHARS` characters."""
+    text = scrub(text[: _PREFIX_CHARS * 8], extra).lstrip()
+    if text[:1] in ("{", "["):
+        text = _json_outline(text)
+    text = _TOKENISH.sub(_elide_tokenish, " ".join(text.split()))
+    return text[:_PREFIX_CHARS] + ("…" if len(text) > _PREFIX_CHARS else "")
+
+
+def _json_outline(text: str) -> str:
+    """JSON (or its start) with every string value replaced by ``"…"``; keys are kept."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n and len(out) < _PREFIX_CHARS:
+        ch = text[i]
+        if ch != '"':
+            out.append(ch)
+            i += 1
+            continue
+        end = i + 1
+        while end < n and text[end] != '"':
+            end += 2 if text[end] == "\\" else 1
+        if end >= n:  # cut inside a string
+            out.append('"…')
+            break
+        rest = text[end + 1 :].lstrip()
+        out.append(text[i : end + 1] if rest.startswith(":") else '"…"')
+        i = end + 1
+    return "".join(out)
