@@ -168,7 +168,9 @@ def test_non_json_number_literals_in_a_login_answer_are_malformed_json(
 ) -> None:
     """One JSON decoder for every answer (msgspec): ``Infinity`` is not JSON, so such a login answer
     is a failed attempt (retried), then a ButlrDataError that says what the answer was."""
-    loopback.login_body = lambda n: b'{"access_token": "tok-inf-%d-abcdefgh", "expires_in": %s}' % (n, literal)
+    loopback.login_body = lambda n: (
+        b'{"access_token": "tok-inf-%d-abcdefgh", "expires_in": %s}' % (n, literal)
+    )
     with pytest.raises(ButlrError, match=r"malformed JSON in a 200 login answer \(application/json"):
         ButlrHook(max_retries=1, retry_wait_initial=0.01, retry_wait_max=0.01).graphql(SITES_QUERY)
     assert loopback.logins == 2
