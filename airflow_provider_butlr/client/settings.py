@@ -47,6 +47,7 @@ class ButlrSettings:
     audience: str = DEFAULT_AUDIENCE
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_retries_set: bool = False  # the connection names max_retries (a login then uses all of them)
     verify: bool | str = True
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_requests_per_minute: int | None = None  # client-side rate limit shared by the process (off)
@@ -304,6 +305,7 @@ def settings_from_fields(
         audience=audience,
         timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, conn_id)),
         max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, conn_id),
+        max_retries_set=_extra_value(extra, "max_retries") is not None,
         verify=_verify_extra(extra, conn_id),
         max_response_bytes=_int_extra(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, conn_id),
         max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, conn_id, off=True) or None,
@@ -312,13 +314,16 @@ def settings_from_fields(
     )
 
 
-def settings_from_connection(conn: Any, conn_id: str, extra: Any = None) -> ButlrSettings:
+def settings_from_connection(
+    conn: Any, conn_id: str, extra: Any = None, *, anonymous: bool = False
+) -> ButlrSettings:
     """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes).
 
     The one route from a connection to settings, for both hooks: the async hook reads ``extra``
     without blocking the event loop and passes it in; otherwise ``extra_dejson`` is used.
+    ``anonymous``: messages name fields only, not the connection (a connection test's id is made up).
     """
-    conn_id = getattr(conn, "conn_id", None) or conn_id
+    conn_id = "" if anonymous else getattr(conn, "conn_id", None) or conn_id
     raw_extra = extra if extra is not None else getattr(conn, "extra_dejson", None)
     if raw_extra is None:
         raw_extra = getattr(conn, "extra", None)

@@ -124,10 +124,11 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
         flow_timeout = timeout or self.timeout
         token: AccessToken = with_retries(
             lambda: drive(login_flow(settings, time.time, flow_timeout), self._perform),
-            policy,
+            self.options.login_policy(settings, policy),
             "POST",
             login_endpoint(settings),
             settings.base_url,
+            settings.conn_id,
         )
         mask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -241,6 +242,7 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
             call.method,
             call.endpoint,
             self.settings.base_url,
+            self.settings.conn_id,
         )
 
     def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> requests.Response:
@@ -299,9 +301,15 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
     # --- connection test -----------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message."""
+        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message.
+
+        Messages name the fields to check, never the connection's id: Airflow's Test button runs
+        this under a made-up id (e.g. ``mjOC9zBe``) that would mean nothing to the user.
+        """
         try:
-            settings = self.settings
+            settings = self.settings = settings_from_connection(
+                self.get_butlr_connection(), self.butlr_conn_id, anonymous=True
+            )
             quick = RetryPolicy(
                 max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
             )

@@ -114,10 +114,11 @@ class ButlrAsyncHook(ButlrBaseHook):
         timeout = self.options.timeout_for(settings)
         token: AccessToken = await awith_retries(
             lambda: adrive(login_flow(settings, time.time, timeout), self._aperform),
-            self.options.retry_policy_for(settings),
+            self.options.login_policy(settings, self.options.retry_policy_for(settings)),
             "POST",
             login_endpoint(settings),
             settings.base_url,
+            settings.conn_id,
         )
         await amask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -191,6 +192,7 @@ class ButlrAsyncHook(ButlrBaseHook):
             call.method,
             call.endpoint,
             settings.base_url,
+            settings.conn_id,
         )
         return outcome.payload
 

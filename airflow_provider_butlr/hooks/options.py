@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from airflow_provider_butlr.client.retry import RetryPolicy
 from airflow_provider_butlr.client.settings import ButlrSettings
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
+
+LOGIN_UNREACHABLE_RETRIES = 2  # 0.5 + 1 s of backoff: a wrong host fails in seconds
 
 # (least, largest) of each option; non-finite numbers are refused too (NaN is within no range).
 OPTION_BOUNDS: dict[str, tuple[float, float]] = {
@@ -71,6 +73,14 @@ class ClientOptions:
     def timeout_for(self, settings: ButlrSettings) -> float:
         """Seconds per request: the override, else the connection's ``timeout``."""
         return float(self.timeout or settings.timeout)
+
+    def login_policy(self, settings: ButlrSettings, policy: RetryPolicy) -> RetryPolicy:
+        """A login's policy: a host that refuses connections or does not resolve (a wrong host, most
+        likely) gets :data:`LOGIN_UNREACHABLE_RETRIES` retries, seconds instead of half a minute,
+        unless ``max_retries`` was asked for (connection extra or hook option)."""
+        if self.max_retries is not None or settings.max_retries_set:
+            return policy
+        return replace(policy, unreachable_retries=min(LOGIN_UNREACHABLE_RETRIES, policy.max_retries))
 
     def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
         """The retry policy: ``max_retries`` from the override, else from the connection."""

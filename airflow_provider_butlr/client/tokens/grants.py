@@ -63,9 +63,9 @@ def token_from_login_response(settings: ButlrSettings, answer: Answer, now: floa
     endpoint = login_request(settings)[0][len(settings.base_url) :]
     status = answer.status
 
-    def refused(what: str) -> ButlrAuthError:
+    def refused(what: str, kind: str = "") -> ButlrAuthError:
         return ButlrAuthError(
-            f"Butlr login {what} (POST {endpoint})", status=status, method="POST", endpoint=endpoint
+            f"Butlr login{kind}: POST {endpoint} {what}", status=status, method="POST", endpoint=endpoint
         )
 
     if status in RETRYABLE_STATUSES:
@@ -77,7 +77,10 @@ def token_from_login_response(settings: ButlrSettings, answer: Answer, now: floa
     if status in REFUSALS:
         detail = answer_detail(answer, settings)
         raise refused(
-            f"refused: HTTP {status}" + (f" ({detail})" if detail else "") + f"; {credentials_hint(settings)}"
+            f"answered HTTP {status}"
+            + (f" ({detail})" if detail else "")
+            + f"; {credentials_hint(settings)}",
+            " refused",
         )
     if status >= 300:
         detail = answer_detail(answer, settings) or body_summary(answer, settings)
