@@ -124,16 +124,17 @@ def _brotli_stage() -> Callable[[int, int], _Stage] | None:
                 if window is None or window > self._max_window:
                     raise _WindowTooLarge(window)
                 self._checked = True
+            # The limit is loose (a piece may reach 1.5x it) and can_accept_more_data() says nothing
+            # of output still pending: drain until the decoder gives nothing more for this input.
             out = self._obj.process(data, output_buffer_limit=self._piece)
-            if out:
+            while out:
                 yield out
-            while not self._obj.is_finished() and not self._obj.can_accept_more_data():
+                if self._obj.is_finished():
+                    return
                 out = self._obj.process(b"", output_buffer_limit=self._piece)
-                if out:
-                    yield out
 
         def flush(self) -> Iterator[bytes]:
-            return iter(())
+            return self.feed(b"")
 
     return _Brotli
 

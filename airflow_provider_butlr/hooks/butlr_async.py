@@ -7,6 +7,7 @@ It supplies tokens and moves bytes with httpx; every rule about answers lives in
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import time
@@ -164,7 +165,7 @@ class ButlrAsyncHook(ButlrBaseHook):
                 seconds,
                 response.headers.get("Content-Encoding"),
             )
-            async for chunk in response.aiter_raw(reader.chunk):  # as it arrived: decoded under the cap
+            async for chunk in response.aiter_raw():  # as httpcore read them (64 KiB): decoded under the cap
                 if not reader.feed(chunk, loop.time()):
                     break
             body = reader.finish()
@@ -224,10 +225,13 @@ class ButlrAsyncHook(ButlrBaseHook):
         return Topology.from_graphql(await self.agraphql(TOPOLOGY_QUERY))
 
 
-def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """httpx wants a bool or an SSLContext (a CA-bundle path string is deprecated there)."""
+@functools.lru_cache(maxsize=16)
+def _ssl_verify(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context of a ``verify`` setting, built once per process and shared by every client:
+    building one (loading the CA bundle) costs milliseconds and about a MiB for each new client.
+    httpx wants a bool or an SSLContext (a CA-bundle path string is deprecated there)."""
     if isinstance(verify, str):
         if os.path.isdir(verify):  # a c_rehash directory, as requests accepts it
             return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
-    return verify
+    return httpx.create_ssl_context(verify=verify)

@@ -1,0 +1,165 @@
+"""Issue 22, item 1: compressed answers stay under the size cap in memory, on both transports.
+
+Every content coding the hooks accept is undone by one capped decoder (``client/body.py``), whatever
+the HTTP library or its version. The memory checks measure the resident set of a process of its
+own (``tests/support/memory.py``): with ``max_response_bytes`` at 1 MiB, an answer that inflates to
+64 MiB (gzip, deflate with or without its zlib wrapper, br, codings nested in each other) ends in
+the ButlrDataError naming the cap while the call's peak stays under 2 MiB. What cannot be undone
+within that (more than 3 codings, a brotli window larger than the cap allows, zstd, unknown codings)
+is refused by name, and only decodable codings are asked for.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_butlr.client.body import ACCEPT_ENCODING, CODINGS, accept_encoding, brotli_window
+from airflow_provider_butlr.exceptions import ButlrDataError
+from tests.support.hostile import DATA, DRIVERS, Driver, HostileApi, hostile_api, outcome, use_connection
+from tests.support.memory import MiB, Case, bomb, header_of, measure
+
+CAP = MiB
+INFLATED = 64 * MiB
+BROTLI = "br" in CODINGS  # brotli >= 1.2 installed (the test extra)
+needs_brotli = pytest.mark.skipif(not BROTLI, reason="brotli >= 1.2 is not installed")
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileApi]:
+    yield from hostile_api(monkeypatch)
+
+
+def _case(tmp: Path, name: str, codings: list[str], *, lgwin: int = 16, stream: int = 0) -> Case:
+    body, small = tmp / f"{name}.body", tmp / f"{name}.small"
+    if not stream:
+        body.write_bytes(bomb(codings, INFLATED, lgwin))
+    small.write_bytes(bomb(codings, 0, lgwin))
+    return Case(name, header_of(codings), str(body), str(small), CAP, stream_identity=stream)
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
+    tmp = tmp_path_factory.mktemp("bombs")
+    cases = [
+        _case(tmp, "identity", [], stream=INFLATED),
+        _case(tmp, "gzip", ["gzip"]),
+        _case(tmp, "x-gzip", ["x-gzip"]),
+        _case(tmp, "deflate", ["deflate"]),
+        _case(tmp, "deflate-raw", ["deflate-raw"]),
+        _case(tmp, "gzip, gzip", ["gzip", "gzip"]),
+        _case(tmp, "deflate, gzip, gzip", ["deflate", "gzip", "gzip"]),
+        _case(tmp, "40 x gzip", ["gzip"] * 40),  # refused: each coding undone holds its own state
+    ]
+    if BROTLI:
+        cases += [
+            _case(tmp, "br", ["br"]),
+            _case(tmp, "br, gzip", ["br", "gzip"]),
+            _case(tmp, "gzip, br", ["gzip", "br"]),
+            _case(tmp, "br with a 4 MiB window", ["br"], lgwin=22),  # refused: larger than the cap allows
+            _case(tmp, "br with a 16 MiB window", ["br"], lgwin=24),
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_compression_bomb_stays_under_twice_the_cap_whatever_the_coding(
+    bombs: list[Case], driver: str
+) -> None:
+    results = measure(driver, bombs)
+    failures = []
+    for case in bombs:
+        result = results[case.name]
+        refused = "times over" in result["outcome"] or "window" in result["outcome"]
+        if not result["outcome"].startswith("ButlrDataError") or not (
+            "max_response_bytes=1048576" in result["outcome"] or refused
+        ):
+            failures.append(f"{case.name}: {result['outcome']}")
+        if result["growth"] >= 2 * CAP:
+            failures.append(f"{case.name}: peak RSS +{result['growth'] / MiB:.1f} MiB for a 1 MiB cap")
+    assert not failures, "\n".join(failures)
+
+
+@DRIVERS
+@pytest.mark.parametrize(
+    "codings", [["gzip"], ["deflate"], ["deflate-raw"], ["gzip", "gzip"], ["x-gzip"], ["br"], ["br", "gzip"]]
+)
+def test_an_encoded_answer_under_the_cap_reads_whole(
+    api: HostileApi, call: Driver, codings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "br" in codings and not BROTLI:
+        pytest.skip("brotli >= 1.2 is not installed")
+    use_connection(monkeypatch, api, max_response_bytes=CAP)
+    payload = b'{"data": [' + b",".join(b"%d" % i for i in range(20000)) + b"]}"
+    body = payload
+    for coding in codings:
+        body = _encode(coding, body)
+    api.script = lambda request: request.reply(200, body, headers={"Content-Encoding": header_of(codings)})
+    result, err, _ = outcome(call, "POST", DATA, {"q": 1})
+    assert err is None and result["data"][-1] == 19999
+
+
+def _encode(coding: str, data: bytes) -> bytes:
+    if coding in ("gzip", "x-gzip"):
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "deflate-raw":
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return packer.compress(data) + packer.flush()
+    import brotli
+
+    return bytes(brotli.compress(data, lgwin=16))  # a window the 1 MiB cap allows
+
+
+@DRIVERS
+@pytest.mark.parametrize("header", ["zstd", "compress", "gzip, zstd", "identity, snappy"])
+def test_a_coding_the_provider_does_not_decode_is_refused_by_name(
+    api: HostileApi, call: Driver, header: str
+) -> None:
+    if importlib.util.find_spec("zstandard") is not None and "zstd" in header:
+        import zstandard
+
+        body = zstandard.ZstdCompressor().compress(b'{"data": []}')
+    else:
+        body = b"\x28\xb5\x2f\xfd not really compressed"
+    api.script = lambda request: request.reply(200, body, headers={"Content-Encoding": header})
+    _, err, _ = outcome(call, "POST", DATA, {"q": 1})
+    refused = header.split(",")[-1].strip()
+    assert isinstance(err, ButlrDataError) and repr(refused) in str(err), err
+    assert ACCEPT_ENCODING in str(err)
+
+
+@DRIVERS
+@pytest.mark.parametrize("cap", [CAP, 256 * MiB])
+def test_only_decodable_codings_are_asked_for_by_both_transports(
+    api: HostileApi, call: Driver, cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests and httpx would announce whatever their installed decoders allow (br, zstd); the hooks
+    announce what body.py undoes under this cap: br only when any brotli window fits it."""
+    use_connection(monkeypatch, api, max_response_bytes=cap)
+    outcome(call, "POST", DATA, {"q": 1})
+    sent = {request.path: request.headers.get("Accept-Encoding") for request in api.seen}
+    expected = "gzip, deflate, br" if BROTLI and cap >= 128 * MiB else "gzip, deflate"
+    assert accept_encoding(cap) == expected
+    assert set(sent.values()) == {expected}, sent  # the login and the data call alike
+    assert "zstd" not in expected
+
+
+def test_the_brotli_window_is_read_from_the_first_byte() -> None:
+    """RFC 7932 9.1, checked against what the brotli encoder writes for every window size."""
+    if not BROTLI:
+        pytest.skip("brotli >= 1.2 is not installed")
+    import brotli
+
+    for lgwin in range(10, 25):
+        first = brotli.compress(b"x" * 100, lgwin=lgwin)[0]
+        assert brotli_window(first) == (1 << lgwin) - 16, lgwin
+
+
+pytestmark = pytest.mark.airflow_independent
