@@ -12,6 +12,7 @@ Bodies are built here without ever holding the inflated answer (:func:`bomb`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -129,10 +130,8 @@ def _one(driver: Callable[..., Any], case: Case) -> dict[str, Any]:
         return lambda request: request.reply(200, data, headers=headers)
 
     api.script = answer(small)
-    try:  # imports, the login, a connection; an answer refused for its coding warms up as well
+    with contextlib.suppress(ButlrError):  # imports, the login, a connection (a refusal warms up too)
         driver("POST", "/api/v3/reporting", {"warm": "up"})
-    except ButlrError:
-        pass
     if case.stream_identity:
         api.script = lambda request: request.stream(200, case.stream_identity, spaces)
     else:

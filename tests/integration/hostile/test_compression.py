@@ -22,7 +22,7 @@ import pytest
 from airflow_provider_butlr.client.body import ACCEPT_ENCODING, CODINGS, accept_encoding, brotli_window
 from airflow_provider_butlr.exceptions import ButlrDataError
 from tests.support.hostile import DATA, DRIVERS, Driver, HostileApi, hostile_api, outcome, use_connection
-from tests.support.memory import MiB, Case, bomb, header_of, measure
+from tests.support.memory import Case, MiB, bomb, header_of, measure
 
 CAP = MiB
 INFLATED = 64 * MiB
