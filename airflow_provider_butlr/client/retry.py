@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 from tenacity.wait import wait_base
@@ -348,23 +348,21 @@ def _final_error(
     )
 
 
-def _raise_final(
-    exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label
-) -> NoReturn:
-    """Re-raise a final failure as the one-line ButlrError that describes it.
+def _final(exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label) -> Exception:
+    """What to raise for a final failure: the one-line ButlrError that describes it.
 
     A ButlrError is raised without the retry machinery's frames and chained to nothing it does not
     explain (its message holds the cause); the whole chain stays in a DEBUG record. Anything else
-    (a bug) keeps its traceback.
+    (a bug) is raised as it is, traceback and all.
     """
     error = _final_error(exc, retrying, policy, label)
     if not isinstance(error, ButlrError):
-        raise exc
+        return exc
     log.debug("Butlr %s %s: the final failure in full", label[0], label[1], exc_info=exc)
     error.__suppress_context__ = True
     if error is not exc:
         error.__cause__ = None
-    raise error.with_traceback(None)
+    return error.with_traceback(None)
 
 
 Label = tuple[str, str, str, str]  # method, endpoint, base URL, connection id ('' during a connection test)
@@ -383,7 +381,7 @@ def with_retries(
     try:
         return retrying(attempt)
     except Exception as exc:
-        _raise_final(exc, retrying, policy, (method, endpoint, base_url, conn_id))
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904
 
 
 async def awith_retries(
@@ -403,4 +401,4 @@ async def awith_retries(
     try:
         return await retrying(run_attempt)
     except Exception as exc:
-        _raise_final(exc, retrying, policy, (method, endpoint, base_url, conn_id))
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904
