@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_butlr import EXTRA_BOUNDS
 from airflow_provider_butlr.exceptions import ButlrAPIError, ButlrConfigurationError
-from airflow_provider_butlr.hooks.options import OPTION_BOUNDS
 from airflow_provider_butlr.sensors.butlr import ButlrSensor
 from airflow_provider_butlr.triggers.butlr import ButlrTrigger
 from tests.support.hostile import (
@@ -101,6 +99,9 @@ def test_a_sensor_and_the_trigger_refuse_absurd_hook_options_by_name(name: str, 
 
 
 def test_the_largest_values_allowed_are_accepted(api: HostileApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_butlr import EXTRA_BOUNDS
+    from airflow_provider_butlr.hooks.options import OPTION_BOUNDS
+
     use_connection(monkeypatch, api, **{name: largest for name, (_, largest) in EXTRA_BOUNDS.items()})
     options = {name: largest for name, (_, largest) in OPTION_BOUNDS.items()}
     result, err, _ = outcome(sync_call, "POST", DATA, {"q": 1}, **options)
@@ -108,6 +109,9 @@ def test_the_largest_values_allowed_are_accepted(api: HostileApi, monkeypatch: p
 
 
 def test_the_readme_connection_table_states_every_bound() -> None:
+    from airflow_provider_butlr import EXTRA_BOUNDS
+    from airflow_provider_butlr.hooks.options import OPTION_BOUNDS
+
     readme = README.read_text(encoding="utf-8")
     for name, (least, largest) in EXTRA_BOUNDS.items():
         row = next(line for line in readme.splitlines() if line.startswith("|") and f"`extra.{name}`" in line)
