@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -77,5 +78,14 @@ def row_time(row: Mapping[str, Any]) -> float | None:
         return None
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
 def is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number that works as a float (an integer past float64, e.g. 10**400 from a hostile
+    answer, is not: ``float()`` of it would raise)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return isinstance(value, float)

@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_butlr.exceptions import ButlrDataError
 from airflow_provider_butlr.operators.butlr import ButlrReportingOperator
-from tests.support.hostile import HostileApi, hostile_api
+from tests.support.hostile import HostileApi, Request, hostile_api
 
 ROOM = "room_2joyX7ewAWbxvkgiOfNtRF31Ya0"
 TIME = "2025-01-01T00:00:00Z"
@@ -119,6 +119,39 @@ def test_the_largest_count_still_fits(api: HostileApi, tmp_path: Path, fmt: str)
     api.script = answering("9223372036854775807")
     result, path = export(tmp_path, fmt)
     assert str(written(fmt, result, path)[0]["value"]) == "9223372036854775807"
+
+
+# --- numbers that are read, not written: device health and occupancy -----------------------------------
+
+HUGE = ["1" + "0" * 400, "1e19", "-1e19", '"Infinity"']
+
+
+@pytest.mark.parametrize("heartbeat", HUGE)
+def test_device_health_reads_an_absurd_heartbeat_as_no_heartbeat(api: HostileApi, heartbeat: str) -> None:
+    from airflow_provider_butlr.operators.butlr import ButlrDeviceHealthOperator
+
+    sensor = f'{{"id": "sensor_1", "mac_address": "aa-bb-cc-dd-ee-ff", "is_online": true, "last_heartbeat": {heartbeat}}}'
+    hive = f'{{"id": "hive_1", "serialNumber": "s1", "isOnline": true, "lastHeartbeat": {heartbeat}}}'
+
+    def script(request: Request) -> None:
+        kind = "sensors" if b"ButlrSensors" in request.body else "hives"
+        request.reply(200, f'{{"data": {{"{kind}": {{"data": [{sensor if kind == "sensors" else hive}]}}}}}}')
+
+    api.script = script
+    report = ButlrDeviceHealthOperator(task_id="health").execute({})
+    assert report["sensors"]["total"] == 1, report
+
+
+@pytest.mark.parametrize("value", HUGE[:3])
+def test_an_occupancy_condition_reads_an_absurd_value_as_no_value(value: str) -> None:
+    from airflow_provider_butlr.common.jsondecode import decode_json
+    from airflow_provider_butlr.polling.conditions import Occupancy
+
+    answer = decode_json(f'{{"data": [{{"time": "{TIME}", "room_id": "{ROOM}", "value": {value}}}]}}')
+    condition = Occupancy(asset_key="room_id", asset_ids=[ROOM], op="<=", threshold=0)
+    verdict = condition.evaluate([answer], 0.0)
+    if "e" not in value:  # an integer past float64 is no occupancy (float() of it would raise)
+        assert verdict.met is False and verdict.details["without_data"] == [ROOM], verdict
 
 
 pytestmark = pytest.mark.airflow_independent
