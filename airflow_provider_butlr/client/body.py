@@ -209,11 +209,17 @@ class BodyReader:
         self.deadline = deadline
         self.seconds = seconds
         self.chunk = read_sizes(limit)[0]
-        self._stages = content_stages(content_encoding, url, limit)
         self._parts: list[bytes] = []
         self._size = 0
         self.truncated = False
         self.done = False
+        self._unreadable = ""  # why an error answer's body is not kept (its status still counts)
+        try:
+            self._stages = content_stages(content_encoding, url, limit)
+        except ButlrDataError as err:
+            if not self.error:
+                raise
+            self._stages, self._unreadable, self.done = [], str(err), True
 
     def feed(self, chunk: bytes, now: float) -> bool:
         """Add a chunk as it arrived; False once an error body has enough (stop reading).
@@ -223,13 +229,25 @@ class BodyReader:
         """
         if now > self.deadline:
             raise DeadlineExceeded(self.seconds)
-        return self._take(self._decoded([chunk], flush=False))
+        if self._unreadable:
+            return False
+        return self._guarded(lambda: self._take(self._decoded([chunk], flush=False)))
 
     def finish(self) -> bytes:
         """The whole body once the transport has no more bytes (a coding's last bytes included)."""
         if not self.done:
-            self._take(self._decoded([], flush=True))
+            self._guarded(lambda: self._take(self._decoded([], flush=True)))
         return self.body()
+
+    def _guarded(self, step: Callable[[], bool]) -> bool:
+        """An error answer whose body cannot be undone keeps its status: the body becomes a note."""
+        try:
+            return step()
+        except (UndecodableBody, ButlrDataError) as err:
+            if not self.error:
+                raise
+            self._unreadable, self.done = str(err), True
+            return False
 
     def _decoded(self, chunks: Iterable[bytes], *, flush: bool) -> Iterator[bytes]:
         pieces: Iterable[bytes] = chunks
@@ -267,6 +285,8 @@ class BodyReader:
 
     def body(self) -> bytes:
         """What was read; a cut error body loses its tail, where a secret could straddle the cut."""
+        if self._unreadable:
+            return b"(an error body the provider could not decode: " + self._unreadable.encode()[:200] + b")"
         body = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         return cut_tail(body) if self.truncated else body
 

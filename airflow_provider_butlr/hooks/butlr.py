@@ -216,7 +216,10 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
                     seconds,
                     response.headers.get("Content-Encoding"),
                 )
-                for chunk in _raw_chunks(response, reader.chunk):
+                # urllib3 sets up its own decoders on a first read, even one that does not decode,
+                # and refuses some codings itself: it never sees the coding (response.headers keep it)
+                response.raw.headers.discard("Content-Encoding")
+                for chunk in () if reader.done else _raw_chunks(response, reader.chunk):
                     if not reader.feed(chunk, time.monotonic()):
                         break
                 body = reader.finish()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_butlr.client.body import ACCEPT_ENCODING
-from airflow_provider_butlr.exceptions import ButlrDataError
+from airflow_provider_butlr.exceptions import ButlrAPIError, ButlrDataError
 from tests.support.hostile import DATA, DRIVERS, Driver, HostileApi, hostile_api, outcome, use_connection
 from tests.support.memory import Case, MiB, bomb, header_of, measure
 
@@ -116,6 +116,19 @@ def test_an_encoded_answer_under_the_cap_reads_whole(
     assert err is None and result["data"][-1] == 19999
 
 
+@DRIVERS
+@pytest.mark.parametrize("header", ["identity, " * 7 + "gzip", "GZIP", " gzip , identity "])
+def test_identity_and_spelling_in_the_header_do_not_matter(
+    api: HostileApi, call: Driver, header: str
+) -> None:
+    """Seven "identity" entries are no coding at all (urllib3 alone would refuse more than five)."""
+    api.script = lambda request: request.reply(
+        200, gzip.compress(b'{"data": [1]}'), headers={"Content-Encoding": header}
+    )
+    result, err, _ = outcome(call, "POST", DATA, {"q": 1})
+    assert err is None and result == {"data": [1]}, err
+
+
 def _encode(coding: str, data: bytes) -> bytes:
     if coding in ("gzip", "x-gzip"):
         return gzip.compress(data)
@@ -145,6 +158,33 @@ def test_a_coding_the_provider_does_not_decode_is_refused_by_name(
     refused = header.split(",")[-1].strip()
     assert isinstance(err, ButlrDataError) and repr(refused) in str(err), err
     assert ACCEPT_ENCODING in str(err)
+
+
+@DRIVERS
+@pytest.mark.parametrize("status", [404, 500])
+@pytest.mark.parametrize(
+    ("header", "body"),
+    [
+        ("zstd", b"\x28\xb5\x2f\xfd not really"),
+        ("gzip", b"this is not gzip"),
+        ("gzip, " * 5 + "gzip", b"\x1f\x8b"),
+        ("br", bomb(["br"], 0, lgwin=24) if BROTLI else b""),
+        ("gzip", bomb(["gzip"], 8 * MiB)),
+    ],
+    ids=["zstd", "garbled gzip", "6 codings", "br 16 MiB window", "gzip bomb"],
+)
+def test_an_error_answer_keeps_its_status_whatever_its_body_coding(
+    api: HostileApi, call: Driver, status: int, header: str, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body of an error answer is only its detail: a coding that cannot be undone (or a bomb) never
+    replaces the status, so a 500 is still retried and a 404 still reads as a 404."""
+    if header == "br" and not BROTLI:
+        pytest.skip("brotli >= 1.2 is not installed")
+    use_connection(monkeypatch, api, max_response_bytes=CAP, max_retries=1)
+    api.script = lambda request: request.reply(status, body, headers={"Content-Encoding": header})
+    _, err, _ = outcome(call, "POST", DATA, {"q": 1})
+    assert isinstance(err, ButlrAPIError) and err.status == status, err
+    assert len(api.seen) == (3 if status == 500 else 2)  # the login, the call (and its retry for a 500)
 
 
 @DRIVERS
