@@ -181,33 +181,18 @@ class HostStore:
     def _try_lock(self, dir_fd: int, key: CacheKey, wait: float) -> Iterator[bool]:
         """Hold the key's lock if it can be had within ``wait`` seconds; yields whether it was."""
         fd = self._open_lock_in(dir_fd, key)
-        if fd is None:
-            yield False
-            return
         try:
-            deadline, pause = time.monotonic() + wait, 0.005
-            while not _flock(fd):
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(pause)
-                pause = min(pause * 2, 0.1)
-            yield True
+            yield fd is not None and _acquire(fd, wait)
         finally:
-            os.close(fd)  # closing releases the flock
+            if fd is not None:
+                os.close(fd)  # closing releases the flock
 
     @contextlib.contextmanager
     def lock(self, key: CacheKey) -> Iterator[None]:
         fd = self._open_lock(key)
         try:
-            if fd is not None:
-                deadline, pause = time.monotonic() + self.lock_timeout, 0.005
-                while not _flock(fd):
-                    if time.monotonic() >= deadline:
-                        _waited(self.lock_timeout)
-                        break
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.1)
+            if fd is not None and not _acquire(fd, self.lock_timeout):
+                _waited(self.lock_timeout)
             yield
         finally:
             if fd is not None:
@@ -240,6 +225,17 @@ def _ours(fd: int) -> bool:
     """An open file that is a regular file of this user (not a FIFO, a device or someone else's)."""
     info = os.fstat(fd)
     return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+
+
+def _acquire(fd: int, wait: float) -> bool:
+    """Tries for the lock, without blocking (5 ms, doubling up to 100 ms), for ``wait`` seconds."""
+    deadline, pause = time.monotonic() + wait, 0.005
+    while not _flock(fd):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+    return True
 
 
 def _waited(seconds: float) -> None:

@@ -9,7 +9,6 @@ reader take a structure 100,000 levels deep and answer with a result or a ButlrD
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.hostile import (
     HostileApi,
     hostile_api,
     outcome,
+    trigger_events,
 )
 
 PAD = '"pad": "' + "x" * (2 * 1024 * 1024) + '"'  # 2 MiB: past the size the old check looked at
@@ -102,10 +102,7 @@ def test_the_trigger_ends_with_one_error_event_on_a_deep_2_mib_answer(api: Hosti
         hook_params={**QUICK, "max_retries": 0},
     )
 
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    events = asyncio.run(collect())
+    events = trigger_events(trigger)
     assert [event["status"] for event in events] == ["error"], events
     assert "deeper than 128" in events[0]["message"]
 

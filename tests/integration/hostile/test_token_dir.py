@@ -9,6 +9,7 @@ file of this user (a FIFO someone holds a lock on) is never waited on either. Sy
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -64,6 +65,19 @@ def lock_name(api: HostileApi) -> str:
     return key_digest(ButlrHook().settings.cache_key) + ".lock"
 
 
+@contextlib.contextmanager
+def held(path: Path, owner: int | None = None) -> Iterator[None]:
+    """Someone holds an exclusive flock on ``path`` (created 0666, given to ``owner``) meanwhile."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if owner is not None:
+            os.chown(path, owner, owner)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @DRIVERS
 def test_a_directory_swapped_for_a_symlink_after_first_use_is_never_written_through(
     api: HostileApi, call: Driver, tmp_path: Path
@@ -88,12 +102,8 @@ def test_a_lock_file_that_is_no_regular_file_is_never_waited_on(
     directory.mkdir(mode=0o700)
     fifo = directory / lock_name(api)
     os.mkfifo(fifo, 0o600)
-    holder = os.open(fifo, os.O_RDWR)
-    fcntl.flock(holder, fcntl.LOCK_EX)  # someone holds it, and keeps holding it
-    try:
+    with held(fifo):
         result, err, seconds = bounded(call)
-    finally:
-        os.close(holder)
     assert err is None and result == {"data": []} and seconds < BOUND, err
 
 
@@ -112,14 +122,9 @@ def test_a_directory_swapped_for_another_users_with_a_held_lock_neither_stalls_n
     os.chmod(directory, 0o777)
     os.chown(directory, NOBODY, NOBODY)
     planted = directory / lock_name(api)
-    holder = os.open(planted, os.O_RDWR | os.O_CREAT, 0o666)
-    os.chown(planted, NOBODY, NOBODY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
     api.script = refusing_once()
-    try:
+    with held(planted, NOBODY):
         result, err, seconds = bounded(call)
-    finally:
-        os.close(holder)
     assert err is None and result == {"data": []} and seconds < BOUND, err
     assert sorted(os.listdir(directory)) == [planted.name]  # no token written into their directory
 
@@ -131,14 +136,8 @@ def test_a_foreign_lock_file_in_our_directory_is_never_waited_on(
 ) -> None:
     directory = tmp_path / "tokens"
     directory.mkdir(mode=0o700)
-    planted = directory / lock_name(api)
-    holder = os.open(planted, os.O_RDWR | os.O_CREAT, 0o666)
-    os.chown(planted, NOBODY, NOBODY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
+    with held(directory / lock_name(api), NOBODY):
         result, err, seconds = bounded(call)
-    finally:
-        os.close(holder)
     assert err is None and result == {"data": []} and seconds < BOUND, err
 
 
