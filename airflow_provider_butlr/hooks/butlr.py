@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import CallOptions, make_call, url_for
 from airflow_provider_butlr.client.flow import authorised_flow, drive, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
@@ -136,10 +136,11 @@ class ButlrHook(ButlrBaseHook):
         flow_timeout = timeout or self.timeout
         token: AccessToken = with_retries(
             lambda: drive(login_flow(settings, time.time, flow_timeout), self._perform),
-            policy,
+            self.options.login_policy(settings, policy),
             "POST",
             login_endpoint(settings),
             settings.base_url,
+            settings.conn_id,
         )
         mask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -192,7 +193,7 @@ class ButlrHook(ButlrBaseHook):
             return self._transmit(step)
         with rate.sending():
             answer = self._transmit(step)
-        return pace_after(answer, rate)
+        return pace_after(answer, rate, self.retry_policy.retry_after_cap)
 
     def _transmit(self, out: Outgoing) -> Answer:
         """Send one request; the whole answer within the timeout (a total deadline) and the size cap.
@@ -227,7 +228,10 @@ class ButlrHook(ButlrBaseHook):
                     seconds,
                     response.headers.get("Content-Encoding"),
                 )
-                for chunk in _raw_chunks(response):
+                # urllib3 sets up its own decoders on a first read, even one that does not decode,
+                # and refuses some codings itself: it never sees the coding (response.headers keep it)
+                response.raw.headers.discard("Content-Encoding")
+                for chunk in () if reader.done else _raw_chunks(response, reader.chunk):
                     if not reader.feed(chunk, time.monotonic()):
                         break
                 body = reader.finish()
@@ -253,6 +257,7 @@ class ButlrHook(ButlrBaseHook):
             call.method,
             call.endpoint,
             self.settings.base_url,
+            self.settings.conn_id,
         )
 
     def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> requests.Response:
@@ -311,9 +316,15 @@ class ButlrHook(ButlrBaseHook):
     # --- connection test -----------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message."""
+        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message.
+
+        Messages name the fields to check, never the connection's id: Airflow's Test button runs
+        this under a made-up id (e.g. ``mjOC9zBe``) that would mean nothing to the user.
+        """
         try:
-            settings = self.settings
+            settings = self.settings = settings_from_connection(
+                self.get_butlr_connection(), self.butlr_conn_id, anonymous=True
+            )
             quick = RetryPolicy(
                 max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
             )
@@ -404,14 +415,14 @@ class ButlrHook(ButlrBaseHook):
         return unwrap(self.graphql(TAGS_QUERY), "tags")
 
 
-def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+def _raw_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
     """The body as it arrived (still content-encoded), with urllib3's errors as requests raises them
     from ``iter_content`` (so the retry policy knows them)."""
     import requests
     from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
     try:
-        yield from response.raw.stream(READ_CHUNK, decode_content=False)
+        yield from response.raw.stream(size, decode_content=False)
     except ProtocolError as err:
         raise requests.exceptions.ChunkedEncodingError(err) from err
     except DecodeError as err:

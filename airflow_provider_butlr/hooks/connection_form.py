@@ -34,6 +34,10 @@ def connection_form_widgets() -> dict[str, Any]:
     def description(name: str) -> str:
         return str(CONN_FIELDS[name]["description"])
 
+    def number_range(name: str) -> NumberRange:
+        schema = CONN_FIELDS[name]["schema"]
+        return NumberRange(min=schema["minimum"], max=schema["maximum"])
+
     return {
         "audience": StringField(
             label("audience"),
@@ -53,21 +57,21 @@ def connection_form_widgets() -> dict[str, Any]:
             label("timeout"),
             widget=BS3TextFieldWidget(),
             default=CONN_FIELDS["timeout"]["schema"]["default"],
-            validators=[Optional(), NumberRange(min=1)],
+            validators=[Optional(), number_range("timeout")],
             description=description("timeout"),
         ),
         "max_retries": IntegerField(
             label("max_retries"),
             widget=BS3TextFieldWidget(),
             default=DEFAULT_MAX_RETRIES,
-            validators=[Optional(), NumberRange(min=0)],
+            validators=[Optional(), number_range("max_retries")],
             description=description("max_retries"),
         ),
         "max_requests_per_minute": IntegerField(
             label("max_requests_per_minute"),
             widget=BS3TextFieldWidget(),
             default=None,
-            validators=[Optional(), NumberRange(min=1)],
+            validators=[Optional(), number_range("max_requests_per_minute")],
             description=description("max_requests_per_minute"),
         ),
     }

@@ -9,13 +9,14 @@ pyarrow is imported only when a Parquet file is written (no cost when a DAG file
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
-from airflow_provider_butlr.reporting.rows import ROW_COLUMNS
+from airflow_provider_butlr.reporting.rows import INT64_MAX, INT64_MIN, ROW_COLUMNS, number_error
 from airflow_provider_butlr.reporting.times import parse_iso_utc
 
 if TYPE_CHECKING:
@@ -53,10 +54,12 @@ def _time(value: Any) -> datetime | None:
 
 
 def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if value is None or (isinstance(value, int) and INT64_MIN <= value <= INT64_MAX):
+        return value
+    if isinstance(value, int):
+        raise OverflowError("does not fit int64")
     raise ButlrDataError(
         f"value {value!r} is not a whole number, but the Parquet value column is int64 because every "
         "measurement/function of this export counts whole numbers; write CSV or JSON Lines instead"
@@ -64,7 +67,11 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    """float64, non-finite written as null (as CSV and JSON Lines write them: empty, null)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _flag(value: Any) -> bool | None:
@@ -127,7 +134,10 @@ def write_parquet(
     with pq.ParquetWriter(handle, schema) as writer:
         for row in rows:
             for values, column, convert in zip(buffers, columns, converters, strict=True):
-                values.append(convert(row.get(column)))
+                try:
+                    values.append(convert(row.get(column)))
+                except (OverflowError, ValueError, TypeError) as err:
+                    raise number_error(row, column, row.get(column), f"its Parquet column ({err})") from None
             count += 1
             if count % row_group_rows == 0:
                 flush(writer)
