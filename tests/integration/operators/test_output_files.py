@@ -236,9 +236,9 @@ def test_a_full_disk_mid_export_names_output_path_and_leaves_no_file(butlr_conn:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
-    assert done.stdout.splitlines()[-1].startswith(f"OSError [Errno 27] cannot write output_path '{out}': File too large"), (
-        done.stdout + done.stderr[-2000:]
-    )
+    assert done.stdout.splitlines()[-1].startswith(
+        f"OSError [Errno 27] cannot write output_path '{out}': File too large"
+    ), done.stdout + done.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary one
 
 
@@ -285,4 +285,7 @@ def test_room_export_log_counts_rooms(
     butlr_conn: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export(butlr_conn, tmp_path / "day.csv")
-    assert logged_export_line(capsys) == f"Exported 30 rows for 3 assets (3 rooms) to {tmp_path / 'day.csv'} (1 request)."
+    assert (
+        logged_export_line(capsys)
+        == f"Exported 30 rows for 3 assets (3 rooms) to {tmp_path / 'day.csv'} (1 request)."
+    )
