@@ -36,12 +36,12 @@ fail() { echo "!! package check: $*" >&2; exit 1; }
 # A README block by its fence title: ```bash title="..."
 readme_block() {
   "$PYTHON" - "$REPO/README.md" "$1" <<'PY'
-import re, sys
+import re, sys, textwrap
 text = open(sys.argv[1], encoding="utf-8").read()
 found = re.findall(r'```\w+ title="' + re.escape(sys.argv[2]) + r'"\n(.*?)```', text, flags=re.S)
 if len(found) != 1:
     sys.exit(f"README.md: {len(found)} blocks titled {sys.argv[2]!r}, expected 1")
-print(found[0], end="")
+print(textwrap.dedent(found[0]).rstrip() + "\n", end="")  # blocks inside list items are indented
 PY
 }
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -154,11 +154,7 @@ else:
 PY
   readme_block "3. point Airflow at it" | for_ci >"$WORK/step3.sh"
   . "$WORK/step3.sh" >"$WORK/step3.log" 2>&1 || { tail -n 30 "$WORK/step3.log" >&2; exit 1; }
-  "$PYTHON" - "$REPO/README.md" <<'PY' | for_ci >dags/my_first_butlr_dag.py
-import re, sys
-(block,) = re.findall(r'```python title="dags/my_first_butlr_dag\.py"\n(.*?)```', open(sys.argv[1]).read(), flags=re.S)
-print(block, end="")
-PY
+  readme_block "dags/my_first_butlr_dag.py" | for_ci >dags/my_first_butlr_dag.py
   bash -e -c "$(readme_block "5. run it" | for_ci)" >"$WORK/step5.log" 2>&1 || { tail -n 40 "$WORK/step5.log" >&2; exit 1; }
   tail -n 3 "$WORK/step5.log"
 ) || fail "the README walkthrough failed"

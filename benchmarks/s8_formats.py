@@ -1,0 +1,144 @@
+"""Scenario 8: the files people store. Rows/s, bytes and peak RSS of every output format and
+compression on the same export (200 rooms x 30 days of 15-minute windows, 576,000 rows), against dlt's
+defaults (gzipped JSON Lines through its filesystem destination) on the same requests.
+
+dlt is not a dependency of this project: point ``BUTLR_BENCH_DLT_PYTHON`` at the interpreter of a
+virtualenv that has it (``python3 -m venv /tmp/dlt && /tmp/dlt/bin/pip install dlt requests``);
+without it the dlt contender is left out, with a note.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from benchmarks.common import Line, ScenarioResult, Settings, Target, ratio
+from benchmarks.emulator_process import EmulatorProcess
+from benchmarks.s3_export import MiB, export_once
+
+KEY = "formats"
+TITLE = "Output formats: rows/s and bytes of each format on one export, against dlt's defaults"
+DLT_PYTHON = "BUTLR_BENCH_DLT_PYTHON"
+# contender -> (child mode, file name, output_compression)
+FORMATS: dict[str, tuple[str, str, str | None]] = {
+    "JSON Lines": ("operator", "day.jsonl", None),
+    "JSON Lines, gzip (.jsonl.gz)": ("operator", "day.jsonl.gz", None),
+    "JSON Lines, zstd (.jsonl.zst)": ("operator", "day.jsonl.zst", None),
+    "CSV": ("operator", "day.csv", None),
+    "CSV, gzip (.csv.gz)": ("operator", "day.csv.gz", None),
+    "CSV, zstd (.csv.zst)": ("operator", "day.csv.zst", None),
+    "Parquet, zstd (the default)": ("operator", "day.parquet", "zstd"),
+    "Parquet, snappy (pyarrow's default)": ("operator", "day.parquet", "snappy"),
+}
+DLT = "dlt 'filesystem' destination, defaults (JSON Lines, gzip)"
+
+
+def run(settings: Settings, emu: EmulatorProcess | None = None) -> ScenarioResult:
+    rooms = 200
+    days = settings.pick(30, 2)
+    contenders: dict[str, dict[str, Any]] = {
+        name: {"mode": mode, "out": str(settings.work_dir / f"{i}-{name_}"), "compression": comp}
+        for i, (name, (mode, name_, comp)) in enumerate(FORMATS.items())
+    }
+    dlt_python = os.environ.get(DLT_PYTHON)
+    if dlt_python:
+        contenders[DLT] = {"mode": "dlt", "out": str(settings.work_dir / "dlt-bucket"), "python": dlt_python}
+    names = list(contenders)
+    figures: dict[str, dict[str, Any]] = {}
+    for name in names:  # one round: each export is 576,000 rows, its own client and emulator processes
+        options = {k: v for k, v in contenders[name].items() if k != "mode" and v is not None}
+        run_ = export_once(contenders[name]["mode"], rooms, days, settings.work_dir, "15m", **options)
+        figures[name] = {
+            "rows": run_["rows"],
+            "seconds": run_["seconds"],
+            "rows_per_second": run_["rows_per_second"],
+            "peak_rss_mib": run_["peak_rss"] / MiB,
+            "file_mib": run_["file_bytes"] / MiB,
+            "file_bytes": run_["file_bytes"],
+            "requests": run_["requests"],
+        }
+    result = ScenarioResult(
+        key=KEY,
+        title=TITLE,
+        method=(
+            f"room_occupancy, mean, 15-minute windows, {rooms} rooms x {days} days "
+            f"({rooms * days * 96:,} rows); each export in a fresh client process against a fresh emulator "
+            "process (as the export scenario), one after the other; rows/s = rows / wall time of the "
+            "whole export (requests included: the emulator's time is the same for every contender); "
+            "bytes = the stored file. gzip level 6, zstd level 3, Parquet row groups of 10,000. dlt: "
+            f"the same 20 requests through requests as a dlt resource, pipeline.run() to the filesystem "
+            f"destination with its defaults (interpreter from {DLT_PYTHON})."
+        ),
+    )
+    for name, f in figures.items():
+        result.lines.append(
+            Line(
+                name,
+                f"{f['rows']:,} rows in {f['seconds']:.1f} s = {f['rows_per_second']:,.0f} rows/s; "
+                f"{f['file_mib']:.1f} MiB ({f['file_bytes'] / max(1, f['rows']):.1f} bytes/row); "
+                f"peak RSS {f['peak_rss_mib']:.0f} MiB",
+                f,
+            )
+        )
+    plain, gz = figures["JSON Lines"], figures["JSON Lines, gzip (.jsonl.gz)"]
+    pq_zstd, pq_snappy = (
+        figures["Parquet, zstd (the default)"],
+        figures["Parquet, snappy (pyarrow's default)"],
+    )
+    result.ratios = {
+        "jsonl_gz_bytes_over_jsonl": ratio(gz["file_bytes"], plain["file_bytes"]),
+        "jsonl_gz_rows_per_second_over_jsonl": ratio(gz["rows_per_second"], plain["rows_per_second"]),
+        "parquet_zstd_bytes_over_snappy": ratio(pq_zstd["file_bytes"], pq_snappy["file_bytes"]),
+        "parquet_zstd_rows_per_second_over_snappy": ratio(
+            pq_zstd["rows_per_second"], pq_snappy["rows_per_second"]
+        ),
+    }
+    result.targets.append(
+        Target(
+            "Parquet zstd file / snappy file (the default codec is smaller)",
+            result.ratios["parquet_zstd_bytes_over_snappy"],
+            1.0,
+            "<=",
+            "x",
+        )
+    )
+    result.targets.append(
+        Target(
+            "Parquet zstd rows/s / snappy rows/s (and not slower, within noise)",
+            result.ratios["parquet_zstd_rows_per_second_over_snappy"],
+            0.95,
+            ">=",
+            "x",
+        )
+    )
+    if DLT in figures:
+        dlt = figures[DLT]
+        result.ratios.update(
+            {
+                "jsonl_gz_rows_per_second_over_dlt": ratio(gz["rows_per_second"], dlt["rows_per_second"]),
+                "jsonl_gz_bytes_over_dlt": ratio(gz["file_bytes"], dlt["file_bytes"]),
+                "jsonl_bytes_over_dlt": ratio(plain["file_bytes"], dlt["file_bytes"]),
+                "jsonl_gz_peak_rss_over_dlt": ratio(gz["peak_rss_mib"], dlt["peak_rss_mib"]),
+            }
+        )
+        result.targets.append(
+            Target(
+                "bytes of .jsonl.gz / dlt's default file",
+                result.ratios["jsonl_gz_bytes_over_dlt"],
+                1.1,
+                "<=",
+                "x",
+            )
+        )
+        result.targets.append(
+            Target(
+                "rows/s of .jsonl.gz / dlt's",
+                result.ratios["jsonl_gz_rows_per_second_over_dlt"],
+                1.0,
+                ">=",
+                "x",
+            )
+        )
+    else:
+        result.notes.append(f"dlt left out: set {DLT_PYTHON} to a Python that has dlt installed")
+    return result
