@@ -22,24 +22,7 @@ from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.operators.butlr import ButlrReportingOperator
 from airflow_provider_butlr.reporting.output.files import write_rows
 from airflow_provider_butlr.reporting.rows import ROW_COLUMNS
-
-NEW_YORK = "America/New_York"
-
-
-def export(emu: Any, out: Path | str, **kwargs: Any) -> dict[str, Any]:
-    """Ten hours of three rooms' hourly occupancy to ``out`` (its suffix picks format and compression)."""
-    arguments: dict[str, Any] = {
-        "task_id": "t",
-        "measurements": "room_occupancy",
-        "rooms": list(emu.org.rooms_by_id)[:3],
-        "timezone": NEW_YORK,
-        "start": "2025-11-03T13:00:00Z",
-        "stop": "2025-11-03T23:00:00Z",
-        "window_every": "1h",
-        "window_function": "max",
-        "output_path": str(out),
-    }
-    return ButlrReportingOperator(**{**arguments, **kwargs}).execute({})
+from tests.integration.reporting.test_output_formats import export  # 10 hours of 3 rooms to a path
 
 
 def unpacked(path: Path) -> bytes:
