@@ -301,22 +301,29 @@ def check_writable(destination: Destination) -> None:
         raise ButlrConfigurationError(
             f"output_path {shown!r} is a directory; name a file such as {shown.rstrip('/')}/export.jsonl"
         )
+    missing = [folder for folder in (final.parent, *final.parent.parents) if not folder.exists()]
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ButlrConfigurationError(
-            f"output_path {shown!r} cannot be written: its folder {final.parent} cannot be created "
-            f"({err.strerror or err}); choose a folder the Airflow worker can write to"
-        ) from err
-    local_probe = final.with_name(f".{final.name}.{uuid.uuid4().hex}.probe")
-    try:
-        local_probe.open("xb").close()
-        local_probe.unlink()
-    except OSError as err:
-        raise ButlrConfigurationError(
-            f"output_path {shown!r} cannot be written: its folder {final.parent} does not take new files "
-            f"({err.strerror or err}); choose a folder the Airflow worker can write to, or change its permissions"
-        ) from err
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ButlrConfigurationError(
+                f"output_path {shown!r} cannot be written: its folder {final.parent} cannot be created "
+                f"({err.strerror or err}); choose a folder the Airflow worker can write to"
+            ) from err
+        local_probe = final.with_name(f".{final.name}.{uuid.uuid4().hex}.probe")
+        try:
+            local_probe.open("xb").close()
+            local_probe.unlink()
+        except OSError as err:
+            raise ButlrConfigurationError(
+                f"output_path {shown!r} cannot be written: its folder {final.parent} does not take new "
+                f"files ({err.strerror or err}); choose a folder the Airflow worker can write to, or change "
+                "its permissions"
+            ) from err
+    finally:
+        for folder in missing:  # deepest first: a failed export leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _write_local(rows: Iterable[dict[str, Any]], final: Path, write: Writer) -> int:

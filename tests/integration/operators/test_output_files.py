@@ -272,3 +272,10 @@ def test_room_export_log_counts_rooms(
         logged_export_line(capsys)
         == f"Exported 30 rows for 3 assets (3 rooms) to {tmp_path / 'day.csv'} (1 request)."
     )
+
+
+def test_the_check_before_the_first_request_leaves_no_folder_behind(tmp_path: Path) -> None:
+    from airflow_provider_butlr.reporting.output.files import check_writable
+
+    check_writable(str(tmp_path / "a" / "b" / "day.csv.gz"))  # creates a/b to probe, then removes them
+    assert list(tmp_path.iterdir()) == []
