@@ -100,21 +100,33 @@ def test_compression_mistakes_fail_when_the_dag_is_parsed(output: dict[str, str]
         ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], **output)
 
 
+PYARROW = ("pyarrow", "pyarrow.parquet")
+ZSTD = ("zstandard", "compression", "compression.zstd")
+
+
 @pytest.mark.parametrize(
-    "output",
+    ("missing", "extra", "output"),
     [
-        {"output_path": "/data/day.csv.zst"},
-        {"output_path": "/data/{{ ds }}.jsonl.zst"},
-        {"output_path": "/data/{{ ds }}.jsonl", "output_compression": "zstd"},
+        (PYARROW, "parquet", {"output_path": "/data/day.parquet"}),
+        (PYARROW, "parquet", {"output_path": "/data/{{ ds }}.parquet"}),  # a template with a literal suffix
+        (PYARROW, "parquet", {"output_path": "/data/{{ ds }}", "output_format": "parquet"}),
+        (ZSTD, "zstd", {"output_path": "/data/day.csv.zst"}),
+        (ZSTD, "zstd", {"output_path": "/data/{{ ds }}.jsonl.zst"}),
+        (ZSTD, "zstd", {"output_path": "/data/{{ ds }}.jsonl", "output_compression": "zstd"}),
     ],
 )
-def test_zstd_without_zstandard_fails_when_the_dag_is_parsed_naming_the_extra(
-    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch, output: dict[str, str]
+def test_a_missing_extra_fails_when_the_dag_is_parsed_naming_it(
+    butlr_conn: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: tuple[str, ...],
+    extra: str,
+    output: dict[str, str],
 ) -> None:
-    monkeypatch.setitem(sys.modules, "zstandard", None)
-    monkeypatch.setitem(sys.modules, "compression", None)
-    monkeypatch.setitem(sys.modules, "compression.zstd", None)
-    with pytest.raises(ButlrConfigurationError, match=r"^t: .*pip install 'airflow-provider-butlr\[zstd\]'"):
+    for module in missing:
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(
+        ButlrConfigurationError, match=rf"^t: .*pip install 'airflow-provider-butlr\[{extra}\]'"
+    ):
         ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], **output)
     assert butlr_conn.counters.total == 0
 

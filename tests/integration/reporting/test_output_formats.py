@@ -198,26 +198,6 @@ def test_a_failed_parquet_export_leaves_the_previous_file(
     assert [p.name for p in tmp_path.iterdir()] == ["day.parquet"]
 
 
-@pytest.mark.parametrize(
-    "output",
-    [
-        {"output_path": "/data/day.parquet"},
-        {"output_path": "/data/{{ ds }}.parquet"},  # a templated path with a literal suffix
-        {"output_path": "/data/{{ ds }}", "output_format": "parquet"},
-    ],
-)
-def test_parquet_without_pyarrow_fails_when_the_dag_is_parsed_naming_the_extra(
-    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch, output: dict[str, str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
-    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(
-        ButlrConfigurationError, match=r"^t: .*pip install 'airflow-provider-butlr\[parquet\]'"
-    ):
-        ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], **output)
-    assert butlr_conn.counters.total == 0
-
-
 def test_parquet_chosen_by_a_template_fails_before_any_request_without_pyarrow(
     butlr_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
