@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import os
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -326,9 +328,37 @@ def check_writable(destination: Destination) -> None:
                 folder.rmdir()
 
 
+def _temporary_name(final_name: str) -> str:
+    """``.<name>.<host>.<pid>.<random>.tmp``: whose it is, so a later attempt can tell a dead writer's."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in socket.gethostname())[:64] or "host"
+    return f".{final_name}.{host}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+
+
+def _remove_dead_writers_files(final: Path) -> None:
+    """Remove the temporary files of earlier attempts at ``final`` on this host whose process is
+    gone (a worker killed with SIGKILL cannot clean up): a retry leaves one file, not two."""
+    host = _temporary_name(final.name).split(".")[-4]
+    for path in final.parent.glob(f".{glob.escape(final.name)}.{glob.escape(host)}.*.tmp"):
+        pid_text = path.name[len(final.name) + len(host) + 3 :].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _process_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
 def _write_local(rows: Iterable[dict[str, Any]], final: Path, write: Writer) -> int:
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    _remove_dead_writers_files(final)
+    temporary = final.with_name(_temporary_name(final.name))
     try:
         with temporary.open("wb") as handle:
             count = write(rows, handle)
