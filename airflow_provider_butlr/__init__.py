@@ -14,6 +14,14 @@ DEFAULT_BASE_URL = "https://api.butlr.io"
 DEFAULT_AUDIENCE = "https://butlrauth/"
 DEFAULT_TIMEOUT = 30
 DEFAULT_MAX_RETRIES = 5
+# (least, largest) of each numeric connection extra: refused by name outside (client/settings.py),
+# and the form's minimum/maximum below.
+EXTRA_BOUNDS: dict[str, tuple[int, int]] = {
+    "timeout": (1, 3600),
+    "max_retries": (0, 50),
+    "max_requests_per_minute": (1, 10_000),
+    "max_response_bytes": (1024 * 1024, 4 * 1024**3),
+}
 AUTH_TYPES = ("client_credentials", "password")
 
 HOOK_CLASS = "airflow_provider_butlr.hooks.butlr.ButlrHook"
@@ -52,18 +60,33 @@ CONN_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Timeout (s)",
         "description": "Per-request HTTP timeout in seconds.",
-        "schema": {"type": ["integer", "null"], "default": DEFAULT_TIMEOUT, "minimum": 1},
+        "schema": {
+            "type": ["integer", "null"],
+            "default": DEFAULT_TIMEOUT,
+            "minimum": EXTRA_BOUNDS["timeout"][0],
+            "maximum": EXTRA_BOUNDS["timeout"][1],
+        },
     },
     "max_retries": {
         "label": "Max retries",
         "description": "Retries for 429, 5xx, timeouts and network errors.",
-        "schema": {"type": ["integer", "null"], "default": DEFAULT_MAX_RETRIES, "minimum": 0},
+        "schema": {
+            "type": ["integer", "null"],
+            "default": DEFAULT_MAX_RETRIES,
+            "minimum": EXTRA_BOUNDS["max_retries"][0],
+            "maximum": EXTRA_BOUNDS["max_retries"][1],
+        },
     },
     "max_requests_per_minute": {
         "label": "Max requests per minute",
         "description": "Client-side rate limit shared by every task thread of a worker process; "
         "empty: off. Butlr does not publish its limits (about 50/min for REST is the working estimate).",
-        "schema": {"type": ["integer", "null"], "default": None, "minimum": 1},
+        "schema": {
+            "type": ["integer", "null"],
+            "default": None,
+            "minimum": EXTRA_BOUNDS["max_requests_per_minute"][0],
+            "maximum": EXTRA_BOUNDS["max_requests_per_minute"][1],
+        },
     },
 }
 

@@ -1,8 +1,10 @@
 """One export in a fresh process, reporting rows, seconds and peak RSS as one JSON line.
 
 ``python -m benchmarks.export_child SPEC_JSON`` where the spec holds ``mode`` (``operator``: the
-provider's ``ButlrReportingOperator`` streaming JSON Lines to a file; ``parquet``: the same to
-Parquet; ``httphook``: the usual
+provider's ``ButlrReportingOperator`` streaming JSON Lines to a file, or the format and compression
+the ``out`` suffix names (``.csv.gz``, ``.jsonl.zst``...) and ``compression``; ``parquet``: the same
+to Parquet; ``dlt``: a dlt pipeline with its defaults, the same requests through ``requests`` as the
+resource, written by dlt's filesystem destination (gzipped JSON Lines); ``httphook``: the usual
 hand-written alternative, ``HttpHook.run()`` per batch of 10 rooms, rows collected in a list and
 dumped at the end, 429 answers retried by tenacity honouring ``Retry-After``; ``floor``: the same
 requests as raw downloads, no decoding: what the server alone costs), ``rooms``, ``start``,
@@ -56,7 +58,8 @@ def export_with_operator(spec: dict[str, Any]) -> int:
         window_function="mean",
         timezone="UTC",
         output_path=spec["out"],
-        output_format=spec.get("format", "jsonl"),
+        output_format=spec.get("format"),
+        output_compression=spec.get("compression"),
         max_concurrency=spec.get("max_concurrency", 1),
         max_ids_per_request=spec.get("max_ids_per_request"),
     )
@@ -140,6 +143,48 @@ def download_floor(spec: dict[str, Any]) -> int:
     return 0
 
 
+def export_with_dlt(spec: dict[str, Any]) -> int:
+    """dlt's defaults: a resource yielding the API's rows, ``pipeline.run`` to the filesystem
+    destination (``out`` is its bucket folder), JSON Lines gzipped by dlt's default compression."""
+    import dlt
+    import requests
+
+    from benchmarks.contenders import REPORTING_PATH, login_body, raw_login
+
+    session = requests.Session()
+    token = raw_login(
+        session, spec["url"], login_body(spec["client_id"], spec["client_secret"], spec["audience"])
+    )
+
+    @dlt.resource(name="room_occupancy", write_disposition="append")
+    def rows() -> Any:
+        for body in loop_bodies(spec):
+            answer = session.post(
+                spec["url"] + REPORTING_PATH,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=300,
+            )
+            answer.raise_for_status()
+            yield answer.json()["data"]
+
+    pipeline = dlt.pipeline(
+        pipeline_name="butlr_bench",
+        pipelines_dir=str(Path(spec["out"]) / "_pipelines"),
+        destination=dlt.destinations.filesystem(bucket_url=Path(spec["out"]).as_uri()),
+        dataset_name="butlr",
+    )
+    pipeline.run(rows())
+    return int(pipeline.last_trace.last_normalize_info.row_counts["room_occupancy"])
+
+
+def output_bytes(out: Path) -> int:
+    """The export's size: the file, or (dlt) the table's files in its bucket folder."""
+    if out.is_dir():
+        return sum(p.stat().st_size for p in (out / "butlr" / "room_occupancy").rglob("*") if p.is_file())
+    return out.stat().st_size
+
+
 PRELOAD = {
     "operator": ("requests", "airflow_provider_butlr.hooks.butlr", "airflow_provider_butlr.operators.butlr"),
     "parquet": (
@@ -150,12 +195,14 @@ PRELOAD = {
     ),
     "httphook": ("requests", "airflow.providers.http.hooks.http", "benchmarks.contenders"),
     "floor": ("requests", "airflow.providers.http.hooks.http", "benchmarks.contenders"),
+    "dlt": ("requests", "dlt"),
 }
 EXPORTS = {
     "operator": export_with_operator,
     "parquet": lambda spec: export_with_operator({**spec, "format": "parquet"}),
     "httphook": export_with_httphook,
     "floor": download_floor,
+    "dlt": export_with_dlt,
 }
 
 
@@ -174,7 +221,7 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         "rows_per_second": rows / seconds if seconds else 0.0,
         "baseline_rss": baseline,
         "peak_rss": peak_rss(),
-        "file_bytes": Path(spec["out"]).stat().st_size,
+        "file_bytes": output_bytes(Path(spec["out"])),
     }
 
 

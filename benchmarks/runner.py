@@ -24,7 +24,8 @@ SCENARIOS = {
     "parse": "benchmarks.s5_parse_cost",
     "deferrable": "benchmarks.s6_deferrable",
     "rate_limit": "benchmarks.s7_rate_limit",
-    "shared_polls": "benchmarks.s8_shared_polls",
+    "formats": "benchmarks.s8_formats",
+    "shared_polls": "benchmarks.s9_shared_polls",
 }
 RESULTS = REPO / "benchmarks" / "results"
 

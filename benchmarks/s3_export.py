@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ def export_once(
             "stop": rfc3339(START + timedelta(days=days)),
             "every": every,
             "out": str(work_dir / f"export-{mode}-{rooms}.{SUFFIXES.get(mode, 'json')}"),
+            "url": url,
             "client_id": client_id,
             "client_secret": client_secret,
             "audience": audience,
@@ -69,8 +71,9 @@ def export_once(
             ),
             f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection_json(url),
         }
+        python = spec.pop("python", None) or sys.executable  # dlt runs in a virtualenv of its own
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.export_child", json.dumps(spec)],
+            [python, "-m", "benchmarks.export_child", json.dumps(spec)],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -79,7 +82,10 @@ def export_once(
         )
         requests = emu.requests("/api/v3/reporting")
         refused = emu.call("statuses", status=429) if config and "rate_limit_per_minute" in config else 0
-    Path(spec["out"]).unlink(missing_ok=True)
+    written = Path(spec["out"])
+    if written.is_dir():
+        shutil.rmtree(written)
+    written.unlink(missing_ok=True)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} export of {rooms} rooms failed: {out.stderr.strip()[-2000:]}")
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "requests": requests, "refused": refused}

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job: run the example DAGs end to end against the bundled Butlr emulator, on a
 # throw-away SQLite Airflow home. Exits non-zero if a DAG fails.
+# What it runs: this clone, installed editable (pip install -e ".[test]", pinned by
+# scripts/locks/airflow-$AIRFLOW_VERSION.txt) into $VENV (default .venv) by scripts/_venv.sh; the
+# package is not published yet (README, "Install"; scripts/package_check.sh checks the wheel).
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 cd "$REPO"
+echo ">> using $VENV: airflow-provider-butlr installed from this clone ($REPO, editable), Airflow $AIRFLOW_VERSION"
 
 WORK="${DEMO_DIR:-$(mktemp -d -t butlr-demo-XXXXXX)}"
 mkdir -p "$WORK"
@@ -47,6 +51,7 @@ run_dag() {
 }
 
 run_dag butlr_quickstart
+run_dag butlr_find_my_ids  # the site tree with every id, as you would print your own (README, "Find your ids")
 for extra in "$REPO"/scripts/demo.d/*.sh; do
   [ -e "$extra" ] && source "$extra"
 done

@@ -6,17 +6,26 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, Unpack
 from urllib.parse import urljoin, urlsplit
 
+from airflow_provider_butlr.client.body import accept_encoding
 from airflow_provider_butlr.client.messages import Call
 from airflow_provider_butlr.client.scrub import scrub
 from airflow_provider_butlr.client.settings import ButlrSettings, origin_of
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 
 
-def default_headers(payload: Any) -> dict[str, str]:
-    """Headers of every Butlr request (never anything from the connection's extras)."""
+def default_headers(payload: Any, settings: ButlrSettings) -> dict[str, str]:
+    """Headers of every Butlr request (never anything from the connection's extras).
+
+    ``Accept-Encoding`` names only the codings :mod:`.body` undoes under the size cap: requests and
+    httpx would otherwise announce whatever their installed decoders allow (br, zstd).
+    """
     from airflow_provider_butlr import __version__
 
-    headers = {"Accept": "application/json", "User-Agent": f"airflow-provider-butlr/{__version__}"}
+    headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": accept_encoding(settings.max_response_bytes),
+        "User-Agent": f"airflow-provider-butlr/{__version__}",
+    }
     if payload is not None:
         headers["Content-Type"] = "application/json"
     return headers
@@ -62,7 +71,7 @@ def make_call(
         endpoint=urlsplit(url).path,
         json=body,
         params=options.get("params"),
-        headers={**default_headers(body), **(options.get("headers") or {})},
+        headers={**default_headers(body, settings), **(options.get("headers") or {})},
         timeout=options.get("timeout"),
         parse_json=parse_json,
         decode=decode,

@@ -14,9 +14,9 @@ from airflow_provider_butlr.client.retry import (
     parse_retry_after,
     status_error,
 )
-from airflow_provider_butlr.client.scrub import error_text
+from airflow_provider_butlr.client.scrub import error_text, safe_prefix, scrub
 from airflow_provider_butlr.client.settings import ButlrSettings
-from airflow_provider_butlr.common.jsondecode import JSONTooDeep, decode_json
+from airflow_provider_butlr.common.jsondecode import BOM, JSONTooDeep, decode_json, without_bom
 
 
 def readable_text(answer: Answer) -> str:
@@ -28,6 +28,25 @@ def readable_text(answer: Answer) -> str:
     except ValueError:
         pass
     return answer.text
+
+
+def body_summary(answer: Answer, settings: ButlrSettings) -> str:
+    """What an answer's body actually was, for messages: its content type, size and a safe start
+    (``text/html, 38 bytes: an HTML page``); never a credential."""
+    secrets = (settings.secret,)
+    kind = " ".join(scrub(answer.headers.get("Content-Type") or "", secrets).split())[:60]
+    body = answer.body
+    bom = body.startswith(BOM)
+    text = body[len(BOM) : 2048].decode("utf-8", errors="replace") if bom else answer.text[:2048]
+    start = text.lstrip()
+    if not start:
+        what = "an empty body"
+    elif start.startswith("<"):
+        what = "an HTML page" if "html" in start[:200].lower() or "html" in kind else "markup"
+    else:
+        what = safe_prefix(start, secrets)
+    after_bom = ", after a UTF-8 byte-order mark" if bom else ""
+    return f"{kind or 'no content type'}, {len(body)} bytes{after_bom}: {what}"
 
 
 def _try_json(body: bytes) -> Any:
@@ -70,8 +89,10 @@ def classify(call: Call, answer: Answer, settings: ButlrSettings) -> Outcome:
     if status in NO_CONTENT_STATUSES or not call.parse_json:
         return Outcome(answer)
     try:
-        return Outcome(answer, (call.decode or decode_json)(answer.body))
+        return Outcome(answer, (call.decode or decode_json)(without_bom(answer.body)))
     except JSONTooDeep as err:
-        raise TransientDataError(f"{err} in a {status} answer") from err
-    except ValueError as err:
-        raise TransientDataError(f"malformed JSON in a {status} answer") from err
+        raise TransientDataError(f"{err} in a {status} answer") from None
+    except ValueError:
+        raise TransientDataError(
+            f"malformed JSON in a {status} answer ({body_summary(answer, settings)})"
+        ) from None

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_butlr.client.calls import default_headers
-from airflow_provider_butlr.client.classify import answer_detail, classify, readable_text, token_refused
+from airflow_provider_butlr.client.classify import answer_detail, classify, token_refused
 from airflow_provider_butlr.client.messages import (
     NEED_TOKEN,
     Answer,
@@ -51,15 +51,25 @@ def _redirect_target(call: Call, answer: Answer, settings: ButlrSettings) -> tup
     if answer.status not in REDIRECT_STATUSES or not location:
         return None
     target = urljoin(answer.url, location)
-    if origin_of(target) != settings.origin:
-        host = urlsplit(target).hostname or target
+    origin = origin_of(target)
+    if origin != settings.origin:
         raise call.error(
-            f"was redirected (HTTP {answer.status}) to another host, {scrub(host)}; refusing to follow: "
-            f"the token is only sent to {settings.base_url}",
+            f"was redirected (HTTP {answer.status}) to {_elsewhere(origin, settings.origin, target)}; "
+            f"refusing to follow: the token is only sent to {settings.base_url}",
             answer.status,
         )
     keeps_method = answer.status in (307, 308) or call.method in ("GET", "HEAD")
     return target, call.method if keeps_method else "GET"
+
+
+def _elsewhere(origin: tuple[str, str, int], ours: tuple[str, str, int], target: str) -> str:
+    """What differs between a redirect's origin and the API's: the host, else the scheme, else the port."""
+    scheme, host, port = origin
+    if host != ours[1]:
+        return f"another host, {scrub(urlsplit(target).hostname or host or target)}"
+    if scheme != ours[0]:
+        return f"another scheme, {scrub(scheme)[:10]}:// instead of {ours[0]}:// (same host {host})"
+    return f"another port, {port} instead of {ours[2]} (same host {host})"
 
 
 def send_following_redirects(call: Call, token: str | None, settings: ButlrSettings) -> Flow[Answer]:
@@ -106,15 +116,11 @@ def login_endpoint(settings: ButlrSettings) -> str:
 def login_flow(settings: ButlrSettings, now: Callable[[], float], timeout: float | None) -> Flow[AccessToken]:
     """One attempt of the login call of the configured grant (no token; same redirect rule)."""
     url, body = login_request(settings)
-    call = Call("POST", url, urlsplit(url).path, json=body, headers=default_headers(body), timeout=timeout)
-    answer = yield from send_following_redirects(call, None, settings)
-    return token_from_login_response(
-        settings,
-        status=answer.status,
-        body=readable_text(answer),
-        retry_after_header=answer.headers.get("Retry-After"),
-        now=now(),
+    call = Call(
+        "POST", url, urlsplit(url).path, json=body, headers=default_headers(body, settings), timeout=timeout
     )
+    answer = yield from send_following_redirects(call, None, settings)
+    return token_from_login_response(settings, answer, now())
 
 
 def drive(flow: Generator[S, Any, T], perform: Callable[[S], Any]) -> T:

@@ -21,6 +21,7 @@ the server more than a minute after the one before it, however late that one was
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from airflow_provider_butlr.client.retry import parse_retry_after
 from airflow_provider_butlr.client.settings import ButlrSettings
 
 WINDOW_SECONDS = 60.0
+MAX_HOLD = 3600.0  # the longest hold whatever a caller asks (the largest retry_after_cap a hook accepts)
 
 
 class _Slot:
@@ -126,9 +128,12 @@ class RateLimiter:
             self._answered(slot)
 
     def hold(self, seconds: float) -> None:
-        """No new request starts within ``seconds`` (a server's ``Retry-After``, for every caller)."""
+        """No new request starts within ``seconds`` (a server's ``Retry-After``, for every caller);
+        at most :data:`MAX_HOLD` seconds, and a non-finite value holds nothing."""
+        if not math.isfinite(seconds):
+            return
         with self._lock:
-            self._not_before = max(self._not_before, self._clock() + max(0.0, seconds))
+            self._not_before = max(self._not_before, self._clock() + min(max(0.0, seconds), MAX_HOLD))
 
 
 _LIMITERS: dict[str, RateLimiter] = {}
@@ -164,10 +169,11 @@ def limiter(settings: ButlrSettings) -> RateLimiter | None:
     return limiter_for(settings.limiter_key, settings.max_requests_per_minute)
 
 
-def pace_after(answer: Answer, rate: RateLimiter | None) -> Answer:
-    """A 429 with ``Retry-After`` pauses every caller sharing the limiter, not only this one."""
+def pace_after(answer: Answer, rate: RateLimiter | None, cap: float) -> Answer:
+    """A 429 with ``Retry-After`` pauses every caller sharing the limiter, not only this one, for as
+    long as the retry waits: the header's seconds, at most ``cap`` (the hook's ``retry_after_cap``)."""
     if rate is not None and answer.status == 429:
         seconds = parse_retry_after(answer.headers.get("Retry-After"))
         if seconds:
-            rate.hold(seconds)
+            rate.hold(min(seconds, cap))
     return answer

@@ -10,16 +10,18 @@ import email.utils
 import logging
 import math
 import random
+import re
 import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 from tenacity.wait import wait_base
 
+from airflow_provider_butlr.client.advice import cause_text, check_hint, network_cause
 from airflow_provider_butlr.exceptions import (
     ButlrAPIError,
     ButlrAuthError,
@@ -61,28 +63,32 @@ class UndecodableBody(Exception):
     """A body that does not decode as its ``Content-Encoding`` says (a cut or garbled stream): retried."""
 
 
+_DELTA_SECONDS = re.compile(r"[+-]?[0-9]{1,300}(?:\.[0-9]{1,30})?")  # finite as a float
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or
+    not one of those. Callers cap it (``retry_after_cap``); nothing here raises, whatever the text."""
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return max(0.0, float(text))
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, seconds)
+    if when is None:
+        return None
+    if when.tzinfo is None:  # asctime or "-0000": HTTP dates are always GMT, never local time
+        when = when.replace(tzinfo=datetime.UTC)
+    try:
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _is_requests_error(exc: BaseException, *names: str) -> bool:
@@ -154,15 +160,15 @@ class wait_retry_after_or_backoff(wait_base):
         return backoff + random.uniform(0, min(self._initial, self._maximum))
 
 
-def describe(exc: BaseException | None) -> str:
-    """A short, secret-free description of a failed attempt."""
+def describe(exc: BaseException | None, base_url: str | None = None) -> str:
+    """A short, secret-free description of a failed attempt (naming the host when it is known)."""
     if exc is None:
         return "unknown error"
     if _is_tls_error(exc):
         cause = _ssl_cause(exc)
         if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return "TLS certificate verification failed; check the server certificate and extra.ca_bundle"
-        return f"TLS handshake failed ({cause}); check the scheme and port of the connection's host"
+            return "TLS certificate verification failed"
+        return f"TLS handshake failed ({cause})"
     if isinstance(exc, (TransientHTTPError, TransientDataError, DeadlineExceeded)):
         return str(exc)
     if _is_requests_error(exc, "ChunkedEncodingError"):
@@ -176,8 +182,40 @@ def describe(exc: BaseException | None) -> str:
     if _is_requests_error(exc, "Timeout") or type(exc).__name__.endswith("Timeout"):
         return f"timed out ({type(exc).__name__})"
     if _is_requests_error(exc, "ConnectionError") or _is_httpx_transport_error(exc):
+        network = network_cause(exc)
+        if network is not None:
+            return f"connection failed: {cause_text(network, base_url)} ({type(exc).__name__})"
         return f"connection failed ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def hint_kind(exc: BaseException) -> str:
+    """Which advice of :func:`~.advice.check_hint` fits a final failure."""
+    if _is_tls_error(exc):
+        cause = _ssl_cause(exc)
+        return (
+            "tls-handshake"
+            if cause is not None and not isinstance(cause, ssl.SSLCertVerificationError)
+            else "tls-certificate"
+        )
+    if network_cause(exc) is not None:
+        return "address"
+    if (
+        isinstance(exc, DeadlineExceeded)
+        or _is_requests_error(exc, "Timeout")
+        or _is_httpx_error(exc, "TimeoutException")
+    ):
+        return "timeout"
+    if isinstance(exc, TransientHTTPError) and exc.status == 429:
+        return "rate-limit"
+    if isinstance(exc, TransientDataError):
+        return "not-json"
+    return ""
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """A connection refused, a host name that does not resolve, a network that cannot reach it."""
+    return exc is not None and network_cause(exc) is not None
 
 
 @dataclass(frozen=True)
@@ -188,10 +226,17 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 30.0
     retry_after_cap: float = 60.0
+    unreachable_retries: int | None = None  # fewer retries when no connection can be made (logins)
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
+
+    def attempts_for(self, exc: BaseException | None) -> int:
+        """Attempts allowed for a failure like ``exc`` (fewer when no connection can be made)."""
+        if self.unreachable_retries is not None and unreachable(exc):
+            return min(self.unreachable_retries, self.max_retries) + 1
+        return self.max_attempts
 
     def _kwargs(self, label: str) -> dict[str, Any]:
         def log_retry(state: tenacity.RetryCallState) -> None:
@@ -202,12 +247,16 @@ class RetryPolicy:
                 label,
                 describe(exc),
                 state.attempt_number,
-                self.max_attempts,
+                self.attempts_for(exc),
                 delay,
             )
 
+        def stop(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            return state.attempt_number >= self.attempts_for(exc)
+
         return {
-            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "stop": stop,
             "wait": wait_retry_after_or_backoff(
                 initial=self.wait_initial, maximum=self.wait_max, retry_after_cap=self.retry_after_cap
             ),
@@ -236,19 +285,22 @@ def give_up_error(
     attempts: int,
     max_retries: int,
     base_url: str | None = None,
+    conn_id: str = "",
 ) -> BaseException:
-    """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient).
+    """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient):
+    one line with the call, the cause and what to check on which connection.
 
     Shared by the sync hook and the async hook, so both report an exhausted budget the same way.
     """
     if isinstance(exc, ButlrError):
         return exc
     where = f"{endpoint} at {base_url}" if base_url else endpoint  # "connection refused" names the host
+    hint = check_hint(hint_kind(exc), conn_id)
     if not is_transient(exc):
         if _is_requests_error(exc, "RequestException") or _is_httpx_error(exc, "RequestError"):
             # e.g. TLS: users catch ButlrError only
             return ButlrAPIError(
-                f"Butlr {method} {where} failed: {describe(exc)}",
+                f"Butlr {method} {where} failed: {describe(exc, base_url)}{hint}",
                 method=method,
                 endpoint=endpoint,
                 attempts=attempts,
@@ -256,7 +308,7 @@ def give_up_error(
         return exc
     message = (
         f"Butlr {method} {where} failed after {attempts} attempt(s) "
-        f"({max_retries} retries allowed): {describe(exc)}"
+        f"({max_retries} retries allowed): {describe(exc, base_url)}{hint}"
     )
     if isinstance(exc, TransientHTTPError) and exc.status == 429:
         return ButlrRateLimitError(
@@ -282,7 +334,7 @@ def status_error(status: int, detail: str, *, method: str, endpoint: str) -> But
 
 
 def _final_error(
-    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
+    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label
 ) -> BaseException:
     attempts = retrying.statistics.get("attempt_number", 1)
     return give_up_error(
@@ -290,34 +342,55 @@ def _final_error(
         method=label[0],
         endpoint=label[1],
         base_url=label[2],
+        conn_id=label[3],
         attempts=attempts,
-        max_retries=policy.max_retries,
+        max_retries=policy.attempts_for(exc) - 1,
     )
 
 
-def _raise_final(
-    exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: tuple[str, str, str]
-) -> NoReturn:
-    """Re-raise a final failure as the ButlrError that describes it (chained to the cause)."""
+def _final(exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label) -> Exception:
+    """What to raise for a final failure: the one-line ButlrError that describes it.
+
+    A ButlrError is raised without the retry machinery's frames and chained to nothing it does not
+    explain (its message holds the cause); the whole chain stays in a DEBUG record. Anything else
+    (a bug) is raised as it is, traceback and all.
+    """
     error = _final_error(exc, retrying, policy, label)
-    if error is exc:
-        raise exc
-    raise error from exc
+    if not isinstance(error, ButlrError):
+        return exc
+    log.debug("Butlr %s %s: the final failure in full", label[0], label[1], exc_info=exc)
+    error.__suppress_context__ = True
+    if error is not exc:
+        error.__cause__ = None
+    return error.with_traceback(None)
+
+
+Label = tuple[str, str, str, str]  # method, endpoint, base URL, connection id ('' during a connection test)
 
 
 def with_retries(
-    attempt: Callable[[], T], policy: RetryPolicy, method: str, endpoint: str, base_url: str
+    attempt: Callable[[], T],
+    policy: RetryPolicy,
+    method: str,
+    endpoint: str,
+    base_url: str,
+    conn_id: str = "",
 ) -> T:
     """Run ``attempt`` under the retry policy; a final failure becomes a ButlrError naming the call."""
     retrying = policy.retrying(f"{method} {endpoint}")
     try:
         return retrying(attempt)
     except Exception as exc:
-        _raise_final(exc, retrying, policy, (method, endpoint, base_url))
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904
 
 
 async def awith_retries(
-    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, method: str, endpoint: str, base_url: str
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    method: str,
+    endpoint: str,
+    base_url: str,
+    conn_id: str = "",
 ) -> T:
     """The async twin of :func:`with_retries`."""
     retrying = policy.async_retrying(f"{method} {endpoint}")
@@ -328,4 +401,4 @@ async def awith_retries(
     try:
         return await retrying(run_attempt)
     except Exception as exc:
-        _raise_final(exc, retrying, policy, (method, endpoint, base_url))
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904

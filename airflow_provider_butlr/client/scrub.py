@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from airflow_provider_butlr.common.jsondecode import MAX_JSON_DEPTH, JSONTooDeep, decode_json
+from airflow_provider_butlr.exceptions import ButlrDataError
+
 REDACTED = "***"
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words (Airflow's masker uses 5)
 MAX_REMEMBERED = 4096  # tokens kept for scrubbing; oldest forgotten first
@@ -103,14 +106,55 @@ def forget_all() -> None:
 
 
 def scrub_json(value: Any, extra: Iterable[str | None] = ()) -> Any:
-    """A JSON-safe value with every known secret scrubbed from every string in it (keys included)."""
-    if isinstance(value, str):
-        return scrub(value, extra)
-    if isinstance(value, dict):
-        return {scrub(str(k), extra): scrub_json(v, extra) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub_json(v, extra) for v in value]
-    return value
+    """A JSON-safe value with every known secret scrubbed from every string in it (keys included).
+
+    Iterative (no recursion, whatever the depth); deeper than ``MAX_JSON_DEPTH`` raises
+    :class:`ButlrDataError` (a cycle too).
+    """
+    secrets = tuple(extra)
+
+    def entry(key: Any, item: Any) -> tuple[Any, Any, bool]:
+        return scrub(str(key), secrets), item, True
+
+    return rebuild(value, lambda leaf: scrub(leaf, secrets) if isinstance(leaf, str) else leaf, entry)
+
+
+def rebuild(
+    value: Any,
+    leaf: Callable[[Any], Any],
+    entry: Callable[[Any, Any], tuple[Any, Any, bool]],
+    containers: tuple[type, ...] = (dict, list, tuple),
+) -> Any:
+    """A copy of nested dicts and lists (tuples become lists), built without recursion.
+
+    ``leaf`` maps every value that is no container; ``entry(key, item)`` maps each dict entry to
+    ``(key, item, descend)``, where ``descend=False`` keeps ``item`` as it is. Nested deeper than
+    :data:`MAX_JSON_DEPTH` (or cyclic) raises :class:`ButlrDataError`.
+    """
+    if not isinstance(value, containers):
+        return leaf(value)
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ButlrDataError(str(JSONTooDeep()))
+        is_dict = isinstance(source, dict)
+        for key, item in source.items() if is_dict else enumerate(source):
+            descend = True
+            if is_dict:
+                key, item, descend = entry(key, item)
+            if descend and isinstance(item, containers):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child, depth + 1))
+                item = child
+            elif descend:
+                item = leaf(item)
+            if is_dict:
+                target[key] = item
+            else:
+                target.append(item)
+    return root
 
 
 MAX_ERROR_TEXT = 300
@@ -120,8 +164,8 @@ def error_text(body: str, secrets: tuple[str, ...] = ()) -> str:
     """Butlr's error text from a JSON or plain body: short, single-line, with any secret removed."""
     text = scrub(body, secrets).strip()  # before folding and truncation: no prefix or folded form leaks
     try:
-        payload = json.loads(text) if text else None
-    except (ValueError, RecursionError):
+        payload = decode_json(text) if text else None
+    except ValueError:  # not JSON, or nested too deeply to be Butlr's: read as text
         payload = None
     if isinstance(payload, dict):
         parts = [
@@ -143,17 +187,59 @@ SECRET_RESPONSE_KEYS = frozenset(
 
 
 def redact_secret_fields(value: Any, mask: Callable[[str], None] | None = None) -> Any:
-    """``value`` with every credential field replaced by ``***``; ``mask`` learns each such value."""
-    if isinstance(value, dict):
-        redacted = {}
-        for key, item in value.items():
-            if isinstance(key, str) and key.lower() in SECRET_RESPONSE_KEYS and item not in (None, ""):
-                if isinstance(item, str) and mask is not None:
-                    mask(item)
-                redacted[key] = REDACTED
-            else:
-                redacted[key] = redact_secret_fields(item, mask)
-        return redacted
-    if isinstance(value, list):
-        return [redact_secret_fields(item, mask) for item in value]
-    return value
+    """``value`` with every credential field replaced by ``***``; ``mask`` learns each such value.
+    Iterative, like :func:`scrub_json`."""
+
+    def entry(key: Any, item: Any) -> tuple[Any, Any, bool]:
+        if isinstance(key, str) and key.lower() in SECRET_RESPONSE_KEYS and item not in (None, ""):
+            if isinstance(item, str) and mask is not None:
+                mask(item)
+            return key, REDACTED, False
+        return key, item, True
+
+    return rebuild(value, lambda leaf: leaf, entry, containers=(dict, list))
+
+
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=%-]{12,}")  # a run that could be (part of) a credential
+
+
+def _elide_tokenish(match: re.Match[str]) -> str:
+    """A long run with a digit, or a very long one, could be a credential; words and keys stay."""
+    run = match.group()
+    return "…" if len(run) >= 24 or any(ch.isdigit() for ch in run) else run
+
+
+_PREFIX_CHARS = 80
+
+
+def safe_prefix(text: str, extra: Iterable[str | None] = ()) -> str:
+    """The start of a body that may hold a credential nobody knows yet (a cut login answer), shown
+    without one: known secrets scrubbed, JSON string values and anything token-shaped elided (``…``),
+    JSON keys kept. One line, at most :data:`_PREFIX_CHARS` characters."""
+    text = scrub(text[: _PREFIX_CHARS * 8], extra).lstrip()
+    if text[:1] in ("{", "["):
+        text = _json_outline(text)
+    text = _TOKENISH.sub(_elide_tokenish, " ".join(text.split()))
+    return text[:_PREFIX_CHARS] + ("…" if len(text) > _PREFIX_CHARS else "")
+
+
+def _json_outline(text: str) -> str:
+    """JSON (or its start) with every string value replaced by ``"…"``; keys are kept."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n and len(out) < _PREFIX_CHARS:
+        ch = text[i]
+        if ch != '"':
+            out.append(ch)
+            i += 1
+            continue
+        end = i + 1
+        while end < n and text[end] != '"':
+            end += 2 if text[end] == "\\" else 1
+        if end >= n:  # cut inside a string
+            out.append('"…')
+            break
+        rest = text[end + 1 :].lstrip()
+        out.append(text[i : end + 1] if rest.startswith(":") else '"…"')
+        i = end + 1
+    return "".join(out)

@@ -20,15 +20,18 @@ from airflow_provider_butlr import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    EXTRA_BOUNDS,
 )
 from airflow_provider_butlr.client.scrub import remember_secret
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 
 EXTRA_PREFIX = "extra__butlr__"
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # one answer; larger ones fail naming the endpoint
-MIN_RESPONSE_BYTES = 1024
+MIN_RESPONSE_BYTES = EXTRA_BOUNDS["max_response_bytes"][0]  # below, a read's own buffers pass 2x the cap
 # Where tokens are shared (client/tokens/stores.py): this process only, this host (default), or every host.
 TOKEN_CACHE_MODES = ("process", "host", "variable")
+LOGIN_FIELD = "field login, shown as 'Client ID'"
+SECRET_FIELD = "field password, shown as 'Client Secret'"
 DEFAULT_TOKEN_CACHE = "host"
 
 
@@ -44,6 +47,7 @@ class ButlrSettings:
     audience: str = DEFAULT_AUDIENCE
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_retries_set: bool = False  # the connection names max_retries (a login then uses all of them)
     verify: bool | str = True
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_requests_per_minute: int | None = None  # client-side rate limit shared by the process (off)
@@ -105,20 +109,20 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
     if "@" in parts.netloc:  # never echo it: the userinfo may hold a password
         raise ButlrConfigurationError(
             f"host must not contain credentials (user:password@); put them in the login and password "
-            f"fields (connection {conn_id}, field host)"
+            f"fields ({where(conn_id, 'field host')})"
         )
     hostname = parts.hostname or ""
     valid_host = bool(hostname) and all(ch.isalnum() or ch in ".-_[]:" for ch in hostname)
     if parts.scheme not in ("http", "https") or not valid_host or " " in raw or parts.query or parts.fragment:
         raise ButlrConfigurationError(
             f"host {raw!r} is not a valid API base URL; expected e.g. {DEFAULT_BASE_URL} "
-            f"(connection {conn_id}, field host)"
+            f"({where(conn_id, 'field host')})"
         )
     try:
         host_port = parts.port
     except ValueError as err:
         raise ButlrConfigurationError(
-            f"host {raw!r} has an invalid port (connection {conn_id}, field host)"
+            f"host {raw!r} has an invalid port ({where(conn_id, 'field host')})"
         ) from err
     field_port = _port_field(port, conn_id)
     if field_port is not None and host_port is None:
@@ -127,7 +131,7 @@ def normalize_base_url(host: str | None, *, conn_id: str, port: int | None = Non
     elif field_port is not None and field_port != host_port:
         raise ButlrConfigurationError(
             f"port {field_port} differs from the port {host_port} in host {raw!r}; make them agree "
-            f"or leave the port empty (connection {conn_id}, field port)"
+            f"or leave the port empty ({where(conn_id, 'field port')})"
         )
     path = parts.path.rstrip("/")
     if parts.scheme == "http" and not _is_loopback(hostname):
@@ -148,11 +152,11 @@ def _port_field(port: Any, conn_id: str) -> int | None:
         number = port if isinstance(port, int) and not isinstance(port, bool) else int(str(port).strip())
     except ValueError:
         raise ButlrConfigurationError(
-            f"port {port!r} is not a whole number (connection {conn_id}, field port)"
+            f"port {port!r} is not a whole number ({where(conn_id, 'field port')})"
         ) from None
     if not 0 < number < 65536:
         raise ButlrConfigurationError(
-            f"port {number} is not between 1 and 65535 (connection {conn_id}, field port)"
+            f"port {number} is not between 1 and 65535 ({where(conn_id, 'field port')})"
         )
     return number
 
@@ -174,7 +178,8 @@ def _extra_value(extra: Mapping[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
-def _int_extra(extra: Mapping[str, Any], name: str, default: int, minimum: int, conn_id: str) -> int:
+def _int_extra(extra: Mapping[str, Any], name: str, default: int, conn_id: str, *, off: bool = False) -> int:
+    """A whole-number extra within its :data:`EXTRA_BOUNDS` (``off``: 0 also allowed, meaning off)."""
     value = _extra_value(extra, name)
     if value is None:
         return default
@@ -186,13 +191,22 @@ def _int_extra(extra: Mapping[str, Any], name: str, default: int, minimum: int, 
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
         raise ButlrConfigurationError(
-            f"{name} {value!r} is not a whole number (connection {conn_id}, extra.{name})"
+            f"{name} {value!r} is not a whole number ({where(conn_id, 'extra.' + name)})"
         ) from None
-    if number < minimum:
+    least, largest = EXTRA_BOUNDS[name]
+    if not (least <= number <= largest or (off and number == 0)):
+        bound = f"at least {least}" if number < least else f"at most {largest}"
         raise ButlrConfigurationError(
-            f"{name} {number} must be at least {minimum} (connection {conn_id}, extra.{name})"
+            f"{name} {number} must be {bound}{' (or 0: off)' if off else ''} "
+            f"({where(conn_id, 'extra.' + name)})"
         )
     return number
+
+
+def where(conn_id: str, field: str) -> str:
+    """``connection <id>, <field>`` for messages; just the field without an id (a connection test,
+    whose id Airflow made up, names nothing the user knows)."""
+    return f"connection {conn_id}, {field}" if conn_id else field
 
 
 def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
@@ -202,7 +216,7 @@ def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
     if ca_bundle:
         if not os.path.exists(str(ca_bundle)):
             raise ButlrConfigurationError(
-                f"ca_bundle {str(ca_bundle)!r} does not exist (connection {conn_id}, extra.ca_bundle)"
+                f"ca_bundle {str(ca_bundle)!r} does not exist ({where(conn_id, 'extra.ca_bundle')})"
             )
         return str(ca_bundle)
     verify = _extra_value(extra, "verify")
@@ -216,7 +230,7 @@ def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
     if text in ("false", "0", "no"):
         return False
     raise ButlrConfigurationError(
-        f"verify {verify!r} must be true or false (connection {conn_id}, extra.verify); "
+        f"verify {verify!r} must be true or false ({where(conn_id, 'extra.verify')}); "
         "use extra.ca_bundle for a CA file"
     )
 
@@ -228,7 +242,7 @@ def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, st
     if mode not in TOKEN_CACHE_MODES:
         raise ButlrConfigurationError(
             f"token_cache {raw_mode!r} is not one of {', '.join(TOKEN_CACHE_MODES)} "
-            f"(connection {conn_id}, extra.token_cache)"
+            f"({where(conn_id, 'extra.token_cache')})"
         )
     raw_dir = _extra_value(extra, "token_cache_dir")
     if raw_dir is None:
@@ -237,7 +251,7 @@ def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, st
     if not os.path.isabs(directory) or "\x00" in directory:
         raise ButlrConfigurationError(
             f"token_cache_dir {str(raw_dir)!r} must be an absolute path "
-            f"(connection {conn_id}, extra.token_cache_dir)"
+            f"({where(conn_id, 'extra.token_cache_dir')})"
         )
     return mode, directory
 
@@ -251,9 +265,9 @@ def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
     try:
         parsed = json.loads(extra)
     except (TypeError, ValueError):
-        raise ButlrConfigurationError(f"extra of connection {conn_id} is not valid JSON") from None
+        raise ButlrConfigurationError(f"extra is not valid JSON ({where(conn_id, 'field extra')})") from None
     if not isinstance(parsed, dict):
-        raise ButlrConfigurationError(f"extra of connection {conn_id} must be a JSON object")
+        raise ButlrConfigurationError(f"extra must be a JSON object ({where(conn_id, 'field extra')})")
     return parsed
 
 
@@ -271,18 +285,14 @@ def settings_from_fields(
     if auth_type not in AUTH_TYPES:
         raise ButlrConfigurationError(
             f"auth_type {auth_type!r} is not one of {', '.join(AUTH_TYPES)} "
-            f"(connection {conn_id}, extra.auth_type)"
+            f"({where(conn_id, 'extra.auth_type')})"
         )
     login_label = "client id" if auth_type == "client_credentials" else "username"
     secret_label = "client secret" if auth_type == "client_credentials" else "password"
     if not (login or "").strip():
-        raise ButlrConfigurationError(
-            f"the {login_label} is missing (connection {conn_id}, field login, shown as 'Client ID')"
-        )
+        raise ButlrConfigurationError(f"the {login_label} is missing ({where(conn_id, LOGIN_FIELD)})")
     if not password:
-        raise ButlrConfigurationError(
-            f"the {secret_label} is missing (connection {conn_id}, field password, shown as 'Client Secret')"
-        )
+        raise ButlrConfigurationError(f"the {secret_label} is missing ({where(conn_id, SECRET_FIELD)})")
     remember_secret(str(password))  # scrubbed from every text from now on, whatever echoes it
     audience = str(_extra_value(extra, "audience") or DEFAULT_AUDIENCE).strip()
     token_cache, token_cache_dir = _token_cache_extras(extra, conn_id)
@@ -293,25 +303,27 @@ def settings_from_fields(
         login=str(login).strip(),
         secret=str(password),
         audience=audience,
-        timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, 1, conn_id)),
-        max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, 0, conn_id),
+        timeout=float(_int_extra(extra, "timeout", DEFAULT_TIMEOUT, conn_id)),
+        max_retries=_int_extra(extra, "max_retries", DEFAULT_MAX_RETRIES, conn_id),
+        max_retries_set=_extra_value(extra, "max_retries") is not None,
         verify=_verify_extra(extra, conn_id),
-        max_response_bytes=_int_extra(
-            extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES, conn_id
-        ),
-        max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, 0, conn_id) or None,
+        max_response_bytes=_int_extra(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, conn_id),
+        max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, conn_id, off=True) or None,
         token_cache=token_cache,
         token_cache_dir=token_cache_dir,
     )
 
 
-def settings_from_connection(conn: Any, conn_id: str, extra: Any = None) -> ButlrSettings:
+def settings_from_connection(
+    conn: Any, conn_id: str, extra: Any = None, *, anonymous: bool = False
+) -> ButlrSettings:
     """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes).
 
     The one route from a connection to settings, for both hooks: the async hook reads ``extra``
     without blocking the event loop and passes it in; otherwise ``extra_dejson`` is used.
+    ``anonymous``: messages name fields only, not the connection (a connection test's id is made up).
     """
-    conn_id = getattr(conn, "conn_id", None) or conn_id
+    conn_id = "" if anonymous else getattr(conn, "conn_id", None) or conn_id
     raw_extra = extra if extra is not None else getattr(conn, "extra_dejson", None)
     if raw_extra is None:
         raw_extra = getattr(conn, "extra", None)

@@ -50,9 +50,22 @@ def check_depth(value: Any, raw: Any) -> Any:
     return value
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(body: Any) -> Any:
+    """``body`` without a leading UTF-8 byte-order mark, which RFC 8259 lets a parser ignore."""
+    if isinstance(body, str):
+        return body[1:] if body.startswith("\ufeff") else body
+    if isinstance(body, (bytes, bytearray)) and body.startswith(BOM):
+        return body[len(BOM) :]
+    return body
+
+
 def decode_json(body: Any) -> Any:
-    """JSON from a body (text, bytes or a buffer): ValueError for anything that is not JSON,
-    JSONTooDeep past the depth limit."""
+    """JSON from a body (text, bytes or a buffer; a leading byte-order mark ignored): ValueError
+    for anything that is not JSON, JSONTooDeep past the depth limit."""
+    body = without_bom(body)
     try:
         value = _decode(body)
     except RecursionError as err:

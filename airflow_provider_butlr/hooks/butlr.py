@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import CallOptions, make_call, url_for
 from airflow_provider_butlr.client.flow import authorised_flow, drive, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
@@ -26,7 +26,7 @@ from airflow_provider_butlr.client.tokens.model import AccessToken
 from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
 from airflow_provider_butlr.hooks.base import ButlrBaseHook
-from airflow_provider_butlr.hooks.connection_form import ConnectionFormMixin
+from airflow_provider_butlr.hooks.connection_form import connection_form_widgets, ui_field_behaviour
 from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan, PollRequest, poll_flow
 from airflow_provider_butlr.reporting.answer import ReportingAnswer, decode_reporting_answer
@@ -68,7 +68,7 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
+class ButlrHook(ButlrBaseHook):
     """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
 
     See :class:`~airflow_provider_butlr.hooks.base.ButlrBaseHook` for the parameters.
@@ -77,6 +77,18 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._session: requests.Session | None = None
+
+    # --- the connection form of Airflow 3.0/3.1 (read from this class's own __dict__) -------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form."""
+        return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields for the legacy form; WTForms is imported there only, never at module level."""
+        return connection_form_widgets()
 
     # --- connection and settings -------------------------------------------------------------
 
@@ -124,10 +136,11 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
         flow_timeout = timeout or self.timeout
         token: AccessToken = with_retries(
             lambda: drive(login_flow(settings, time.time, flow_timeout), self._perform),
-            policy,
+            self.options.login_policy(settings, policy),
             "POST",
             login_endpoint(settings),
             settings.base_url,
+            settings.conn_id,
         )
         mask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -180,7 +193,7 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
             return self._transmit(step)
         with rate.sending():
             answer = self._transmit(step)
-        return pace_after(answer, rate)
+        return pace_after(answer, rate, self.retry_policy.retry_after_cap)
 
     def _transmit(self, out: Outgoing) -> Answer:
         """Send one request; the whole answer within the timeout (a total deadline) and the size cap.
@@ -215,7 +228,10 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
                     seconds,
                     response.headers.get("Content-Encoding"),
                 )
-                for chunk in _raw_chunks(response):
+                # urllib3 sets up its own decoders on a first read, even one that does not decode,
+                # and refuses some codings itself: it never sees the coding (response.headers keep it)
+                response.raw.headers.discard("Content-Encoding")
+                for chunk in () if reader.done else _raw_chunks(response, reader.chunk):
                     if not reader.feed(chunk, time.monotonic()):
                         break
                 body = reader.finish()
@@ -241,6 +257,7 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
             call.method,
             call.endpoint,
             self.settings.base_url,
+            self.settings.conn_id,
         )
 
     def request(self, method: str, path: str, **options: Unpack[CallOptions]) -> requests.Response:
@@ -299,9 +316,15 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
     # --- connection test -----------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message."""
+        """Fresh login plus one tiny read; ``(ok, message)`` with no secret in the message.
+
+        Messages name the fields to check, never the connection's id: Airflow's Test button runs
+        this under a made-up id (e.g. ``mjOC9zBe``) that would mean nothing to the user.
+        """
         try:
-            settings = self.settings
+            settings = self.settings = settings_from_connection(
+                self.get_butlr_connection(), self.butlr_conn_id, anonymous=True
+            )
             quick = RetryPolicy(
                 max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
             )
@@ -392,14 +415,14 @@ class ButlrHook(ConnectionFormMixin, ButlrBaseHook):
         return unwrap(self.graphql(TAGS_QUERY), "tags")
 
 
-def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+def _raw_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
     """The body as it arrived (still content-encoded), with urllib3's errors as requests raises them
     from ``iter_content`` (so the retry policy knows them)."""
     import requests
     from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
     try:
-        yield from response.raw.stream(READ_CHUNK, decode_content=False)
+        yield from response.raw.stream(size, decode_content=False)
     except ProtocolError as err:
         raise requests.exceptions.ChunkedEncodingError(err) from err
     except DecodeError as err:

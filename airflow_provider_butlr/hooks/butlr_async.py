@@ -7,6 +7,7 @@ It supplies tokens and moves bytes with httpx; every rule about answers lives in
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import time
@@ -18,7 +19,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
-from airflow_provider_butlr.client.body import READ_CHUNK, BodyReader
+from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import make_call
 from airflow_provider_butlr.client.flow import adrive, authorised_flow, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
@@ -114,10 +115,11 @@ class ButlrAsyncHook(ButlrBaseHook):
         timeout = self.options.timeout_for(settings)
         token: AccessToken = await awith_retries(
             lambda: adrive(login_flow(settings, time.time, timeout), self._aperform),
-            self.options.retry_policy_for(settings),
+            self.options.login_policy(settings, self.options.retry_policy_for(settings)),
             "POST",
             login_endpoint(settings),
             settings.base_url,
+            settings.conn_id,
         )
         await amask_token(token.value)
         self.log.info("Logged in to Butlr at %s (%s grant).", settings.base_url, settings.auth_type)
@@ -143,7 +145,7 @@ class ButlrAsyncHook(ButlrBaseHook):
                 answer = await within(self._atransmit(step, seconds), seconds)
             except TimeoutError:
                 raise DeadlineExceeded(seconds) from None
-        return pace_after(answer, rate)
+        return pace_after(answer, rate, self.options.retry_after_cap)
 
     async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
         """Send one request; the whole answer within the size cap (the caller bounds the time)."""
@@ -163,7 +165,7 @@ class ButlrAsyncHook(ButlrBaseHook):
                 seconds,
                 response.headers.get("Content-Encoding"),
             )
-            async for chunk in response.aiter_raw(READ_CHUNK):  # as it arrived: decoded under the cap
+            async for chunk in response.aiter_raw():  # as httpcore read them (64 KiB): decoded under the cap
                 if not reader.feed(chunk, loop.time()):
                     break
             body = reader.finish()
@@ -191,6 +193,7 @@ class ButlrAsyncHook(ButlrBaseHook):
             call.method,
             call.endpoint,
             settings.base_url,
+            settings.conn_id,
         )
         return outcome.payload
 
@@ -221,10 +224,13 @@ class ButlrAsyncHook(ButlrBaseHook):
         return Topology.from_graphql(await self.agraphql(TOPOLOGY_QUERY))
 
 
-def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """httpx wants a bool or an SSLContext (a CA-bundle path string is deprecated there)."""
+@functools.lru_cache(maxsize=16)
+def _ssl_verify(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context of a ``verify`` setting, built once per process and shared by every client:
+    building one (loading the CA bundle) costs milliseconds and about a MiB for each new client.
+    httpx wants a bool or an SSLContext (a CA-bundle path string is deprecated there)."""
     if isinstance(verify, str):
         if os.path.isdir(verify):  # a c_rehash directory, as requests accepts it
             return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
-    return verify
+    return httpx.create_ssl_context(verify=verify)

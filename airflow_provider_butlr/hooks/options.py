@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from airflow_provider_butlr.client.retry import RetryPolicy
 from airflow_provider_butlr.client.settings import ButlrSettings
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
+
+LOGIN_UNREACHABLE_RETRIES = 2  # 0.5 + 1 s of backoff: a wrong host fails in seconds
+
+# (least, largest) of each option; non-finite numbers are refused too (NaN is within no range).
+OPTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "timeout": (1e-3, 3600.0),
+    "max_retries": (0, 50),
+    "retry_wait_initial": (0.0, 300.0),
+    "retry_wait_max": (0.0, 3600.0),
+    "retry_after_cap": (0.0, 3600.0),
+}
 
 
 @dataclass(frozen=True)
@@ -26,24 +37,17 @@ class ClientOptions:
     retry_after_cap: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "retry_wait_initial", "retry_wait_max", "retry_after_cap"):
+        for name, (least, largest) in OPTION_BOUNDS.items():
             value = getattr(self, name)
-            if value is None and name == "timeout":
+            if value is None and name in ("timeout", "max_retries"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            whole = name == "max_retries"
+            kinds = (int,) if whole else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not least <= value <= largest:
+                unit = "a whole number" if whole else "a number of seconds"
                 raise ButlrConfigurationError(
-                    f"{name} must be a non-negative number of seconds, got {value!r}"
+                    f"{name} must be {unit} from {least:g} to {largest:g}, got {value!r}"
                 )
-        if self.timeout is not None and self.timeout <= 0:
-            raise ButlrConfigurationError(f"timeout must be above 0 seconds, got {self.timeout!r}")
-        if self.max_retries is not None and (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ButlrConfigurationError(
-                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
-            )
 
     @classmethod
     def from_hook_params(cls, hook_params: Mapping[str, Any] | None) -> ClientOptions:
@@ -69,6 +73,14 @@ class ClientOptions:
     def timeout_for(self, settings: ButlrSettings) -> float:
         """Seconds per request: the override, else the connection's ``timeout``."""
         return float(self.timeout or settings.timeout)
+
+    def login_policy(self, settings: ButlrSettings, policy: RetryPolicy) -> RetryPolicy:
+        """A login's policy: a host that refuses connections or does not resolve (a wrong host, most
+        likely) gets :data:`LOGIN_UNREACHABLE_RETRIES` retries, seconds instead of half a minute,
+        unless ``max_retries`` was asked for (connection extra or hook option)."""
+        if self.max_retries is not None or settings.max_retries_set:
+            return policy
+        return replace(policy, unreachable_retries=min(LOGIN_UNREACHABLE_RETRIES, policy.max_retries))
 
     def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
         """The retry policy: ``max_retries`` from the override, else from the connection."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-import os
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
@@ -38,14 +37,6 @@ def ensure_json(value: Any, what: str) -> Any:
             f"{what} is not JSON-serialisable ({err}); return plain dicts, lists, strings and numbers"
         ) from err
     return value
-
-
-def check_output_target(path: Any) -> None:
-    """A local ``output_path`` must not be a directory (checked on the worker, before any request)."""
-    if isinstance(path, str) and "://" not in path and os.path.isdir(os.path.expanduser(path)):
-        raise ButlrConfigurationError(
-            f"output_path {path!r} is a directory; name a file such as {path.rstrip('/')}/export.jsonl"
-        )
 
 
 def require_assets(*values: Any) -> None:

@@ -16,11 +16,10 @@ from airflow_provider_butlr.operators.common import (
     CONTAINER_KINDS,
     DEFAULT_MAX_XCOM_ROWS,
     SELECTION_KINDS,
-    check_output_target,
     new_hook,
     require_assets,
 )
-from airflow_provider_butlr.reporting.arguments import Check, ids_of, positive_int, run_checks
+from airflow_provider_butlr.reporting.arguments import Check, ids_of, is_literal, positive_int, run_checks
 from airflow_provider_butlr.reporting.catalogue import (
     CALIBRATED_MEASUREMENTS,
     MEASUREMENTS,
@@ -34,9 +33,11 @@ from airflow_provider_butlr.reporting.export_options import (
     check_ids_per_task,
 )
 from airflow_provider_butlr.reporting.output.files import (
+    OutputSpec,
+    check_writable,
     is_uri,
-    output_format_for,
-    require_output_format,
+    output_spec_for,
+    require_output,
     write_rows,
 )
 from airflow_provider_butlr.reporting.planning import ReportingQuery, measurement_filter_kind
@@ -78,10 +79,14 @@ class ButlrReportingOperator(BaseOperator):
     in a deterministic order (see ``airflow_provider_butlr.export``).
 
     Output: ``output_format`` ``csv``, ``jsonl`` or ``parquet`` (the ``parquet`` extra), else the
-    ``output_path`` suffix; ``csv_escape_formulas`` (default True) neutralises CSV text cells that
-    a spreadsheet would run as formulas. Every row has ``local_time`` (``time`` in the window timezone).
+    ``output_path`` suffix; ``output_compression`` ``gzip`` or ``zstd`` (the ``zstd`` extra) for CSV
+    and JSON Lines, else a ``.gz``/``.zst`` suffix; for Parquet the codec (``zstd`` by default). The
+    extra a literal format needs is checked when the DAG is parsed; the target's folder is checked for
+    writing before the first request. ``csv_escape_formulas`` (default True) neutralises CSV text cells
+    that a spreadsheet would run as formulas. Every row has ``local_time`` (``time`` in the window
+    timezone).
 
-    Returns ``{"path", "format", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
+    Returns ``{"path", "format", "compression", "rows", "assets", "start", "stop", "ranges", "requests", "resplits"}``
     with ``output_path``; else the list of rows (refused above ``max_xcom_rows``).
     """
 
@@ -102,6 +107,7 @@ class ButlrReportingOperator(BaseOperator):
         "window_function",
         "output_path",
         "output_format",
+        "output_compression",
         "output_conn_id",
     )
     ui_color = "#e8f4fd"
@@ -131,6 +137,7 @@ class ButlrReportingOperator(BaseOperator):
         max_ids_per_task: int = DEFAULT_MAX_IDS_PER_TASK,
         output_path: str | None = None,
         output_format: str | None = None,
+        output_compression: str | None = None,
         output_conn_id: str | None = None,
         csv_escape_formulas: bool = True,
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
@@ -160,12 +167,14 @@ class ButlrReportingOperator(BaseOperator):
         self.max_ids_per_task = max_ids_per_task
         self.output_path = output_path
         self.output_format = output_format
+        self.output_compression = output_compression
         self.output_conn_id = output_conn_id
         self.csv_escape_formulas = csv_escape_formulas
         self.max_xcom_rows = max_xcom_rows
         self.butlr_conn_id = butlr_conn_id
         self._kill_requested = False
         run_checks(self, self.checks, final=False)
+        self._require_output_extra_now()
 
     def _selection(self) -> dict[str, list[str]]:
         return {k: validate_ids(k, getattr(self, k)) for k in SELECTION_KINDS}
@@ -210,12 +219,31 @@ class ButlrReportingOperator(BaseOperator):
         return value
 
     @staticmethod
-    def _check_output(path: Any, output_format: Any) -> str | None:
+    def _check_output(path: Any, output_format: Any, compression: Any) -> OutputSpec | None:
         if path is not None and (not isinstance(path, str) or not path.strip()):
             raise ButlrConfigurationError(f"output_path must be a non-empty path or URI, got {path!r}")
-        if path is None and output_format is None:
+        if path is None and output_format is None and compression is None:
             return None
-        return output_format_for(path or "", output_format)
+        return output_spec_for(path or "", output_format, compression)
+
+    def _require_output_extra_now(self) -> None:
+        """At parse time: the extra of an output whose format (and compression) is already known, from
+        literal arguments or the literal suffix of a templated path (``.../{{ ds }}.parquet``)."""
+        if not (is_literal(self.output_format) and is_literal(self.output_compression)):
+            return
+        path = self.output_path
+        if isinstance(path, str) and not is_literal(path):
+            path = "rendered" + path.rsplit("}}", 1)[-1].rsplit("%}", 1)[-1]  # the literal tail: ".parquet"
+        if not isinstance(path, str) or (self.output_format is None and "." not in path):
+            return
+        try:
+            spec = output_spec_for(path, self.output_format, self.output_compression)
+        except ButlrConfigurationError:
+            return  # a suffix the rendered path may still have: checked after rendering
+        try:
+            require_output(spec)
+        except ButlrConfigurationError as err:
+            raise ButlrConfigurationError(f"{self.task_id}: {err}") from err
 
     checks: Sequence[Check] = (
         Check("measurements", ("measurements",), validate_measurements),
@@ -234,8 +262,7 @@ class ButlrReportingOperator(BaseOperator):
             ),
         ),
         Check("max_xcom_rows", ("max_xcom_rows",), positive_int("max_xcom_rows")),
-        Check("output", ("output_path", "output_format"), _check_output),
-        Check("output_target", ("output_path",), check_output_target, final_only=True),
+        Check("output", ("output_path", "output_format", "output_compression"), _check_output),
         Check("csv_escape_formulas", ("csv_escape_formulas",), _check_flag),
         *(
             Check(kind, (kind,), ids_of(kind))
@@ -292,8 +319,14 @@ class ButlrReportingOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         self._kill_requested = False  # a retry in the same process starts afresh after an on_kill
         checked = run_checks(self, self.checks, final=True)
-        if checked["output"] is not None:
-            require_output_format(checked["output"])  # e.g. pyarrow for Parquet, before any request
+        spec: OutputSpec | None = checked["output"]
+        if spec is not None:
+            require_output(spec)  # e.g. pyarrow for Parquet, before any request
+        if self.output_path is not None:
+            try:
+                check_writable(self._output_target())  # names output_path, before any request
+            except ButlrConfigurationError as err:
+                raise ButlrConfigurationError(f"{self.task_id}: {err}") from err
         stats = self._stats = ExportStats()
         with new_hook(self.butlr_conn_id) as hook:
             queries = self._queries(context, hook, checked)
@@ -306,6 +339,7 @@ class ButlrReportingOperator(BaseOperator):
                     rows,
                     self._output_target(),
                     self.output_format,
+                    compression=self.output_compression,
                     escape_formulas=self.csv_escape_formulas,
                     integer_values=all(
                         counts_whole_numbers(m, f)
@@ -318,7 +352,8 @@ class ButlrReportingOperator(BaseOperator):
                 rows.close()  # an export stopped early joins its worker threads and closes their sessions
         summary = {
             "path": self.output_path,
-            "format": checked["output"],
+            "format": spec.format if spec else None,
+            "compression": spec.compression if spec else None,
             "rows": count,
             "assets": sum(q.asset_count for q in queries),
             "start": format_time(min(q.start for q in queries)),
@@ -335,13 +370,7 @@ class ButlrReportingOperator(BaseOperator):
             "requests": stats.requests,
             "resplits": stats.resplits,
         }
-        self.log.info(
-            "Exported %d rows for %d assets to %s (%d requests).",
-            count,
-            summary["assets"],
-            self.output_path,
-            stats.requests,
-        )
+        self.log.info("%s", export_log_line(summary, queries))
         self._record_export(context, summary)
         return summary
 
@@ -428,3 +457,26 @@ class ButlrReportingOperator(BaseOperator):
                 "or raise max_xcom_rows"
             )
         return kept
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def export_log_line(summary: Mapping[str, Any], queries: Sequence[ReportingQuery]) -> str:
+    """``Exported 192 rows for 1 asset (1 floor) to ... (1 request).``, plus what a traffic row is."""
+    kinds: dict[str, int] = {}
+    for query in queries:
+        for kind, ids in query.assets.items():
+            kinds[kind] = kinds.get(kind, 0) + len(ids)
+    held = ", ".join(_count(n, kind.rstrip("s")) for kind, n in kinds.items() if n)
+    line = (
+        f"Exported {_count(summary['rows'], 'row')} for {_count(summary['assets'], 'asset')} ({held}) "
+        f"to {summary['path']} ({_count(summary['requests'], 'request')})."
+    )
+    if any("traffic" in query.measurements for query in queries):
+        line += (
+            " traffic rows are per sensor (sensor_id) and field (in/out), not per floor: sum value by "
+            "floor_id, time and field for a floor's entries and exits (docs/operators.md, 'Floor traffic')."
+        )
+    return line

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from airflow_provider_butlr.exceptions import ButlrConfigurationError
+from airflow_provider_butlr.common.jsondecode import MAX_JSON_DEPTH, JSONTooDeep
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrDataError
 from airflow_provider_butlr.reporting.times import parse_instant
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -51,15 +54,21 @@ def iter_rows(payload: Any) -> Iterator[dict[str, Any]]:
 
 
 def _walk_rows(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict) and ("value" in item or "time" in item):
+    """Rows (objects with ``value`` or ``time`` inside a list) in document order, without recursion;
+    an answer nested deeper than ``MAX_JSON_DEPTH`` is a :class:`ButlrDataError` (malformed)."""
+    stack: list[Iterator[tuple[bool, Any]]] = [iter([(False, node)])]
+    while stack:
+        for in_list, item in stack[-1]:
+            if in_list and isinstance(item, dict) and ("value" in item or "time" in item):
                 yield item
-            else:
-                yield from _walk_rows(item)
-    elif isinstance(node, Mapping):
-        for value in node.values():
-            yield from _walk_rows(value)
+            elif isinstance(item, (list, Mapping)):
+                if len(stack) > MAX_JSON_DEPTH:
+                    raise ButlrDataError(f"a poll answer is {JSONTooDeep()}")
+                children = item if isinstance(item, list) else list(item.values())
+                stack.append(zip(itertools.repeat(isinstance(item, list)), children, strict=False))
+                break
+        else:
+            stack.pop()
 
 
 def row_time(row: Mapping[str, Any]) -> float | None:
@@ -69,5 +78,14 @@ def row_time(row: Mapping[str, Any]) -> float | None:
         return None
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
 def is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number that works as a float (an integer past float64, e.g. 10**400 from a hostile
+    answer, is not: ``float()`` of it would raise)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return isinstance(value, float)

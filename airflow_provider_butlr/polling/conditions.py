@@ -10,7 +10,7 @@ import math
 import re
 import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -112,7 +112,7 @@ class ValueAt(Condition):
     def evaluate(self, responses: Sequence[Any], now: float) -> Verdict:
         if self.request >= len(responses):
             return Verdict(False, f"no response number {self.request} to read {self.path} from")
-        found = list(_select(responses[self.request], self.path.split(".")))
+        found = _select(responses[self.request], self.path.split("."))
         if not found:
             return Verdict(False, f"{self.path} is absent from the response", {"path": self.path})
         compare = COMPARATORS[self.op]
@@ -131,19 +131,27 @@ class ValueAt(Condition):
         )
 
 
-def _select(node: Any, parts: list[str]) -> Iterator[Any]:
-    if not parts:
-        yield node
-        return
-    head, rest = parts[0], parts[1:]
-    if head == "*":
-        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else []
-        for child in children:
-            yield from _select(child, rest)
-    elif isinstance(node, Mapping) and head in node:
-        yield from _select(node[head], rest)
-    elif isinstance(node, list) and re.fullmatch(r"-?\d+", head) and -len(node) <= int(head) < len(node):
-        yield from _select(node[int(head)], rest)
+def _select(node: Any, parts: list[str]) -> list[Any]:
+    """The values at a dotted path (``*``: every item), in document order; one level per part, no
+    recursion (a path is as long as its author wrote it)."""
+    found = [node]
+    for head in parts:
+        following: list[Any] = []
+        for item in found:
+            if head == "*":
+                following.extend(
+                    item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else []
+                )
+            elif isinstance(item, Mapping) and head in item:
+                following.append(item[head])
+            elif (
+                isinstance(item, list)
+                and re.fullmatch(r"-?\d+", head)
+                and -len(item) <= int(head) < len(item)
+            ):
+                following.append(item[int(head)])
+        found = following
+    return found
 
 
 def _quality_problems(

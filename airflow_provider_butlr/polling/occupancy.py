@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
-from airflow_provider_butlr.polling.answers import COMPARATORS, iter_rows
+from airflow_provider_butlr.polling.answers import COMPARATORS, is_number, iter_rows
 from airflow_provider_butlr.polling.plans import PollRequest
 from airflow_provider_butlr.reporting.bodies import build_reporting_body
 from airflow_provider_butlr.reporting.catalogue import (
@@ -134,7 +134,7 @@ class OccupancyWatch:
         for payload in responses:
             for row in iter_rows(payload):
                 asset, value = row.get(self.row_key), row.get("value")
-                if asset not in wanted or isinstance(value, bool) or not isinstance(value, (int, float)):
+                if asset not in wanted or not is_number(value):
                     continue
                 try:
                     when = parse_instant(row.get("time"))

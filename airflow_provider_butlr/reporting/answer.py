@@ -9,6 +9,7 @@ is called, typically by the thread that writes the rows.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -76,12 +77,16 @@ class ReportingAnswer:
 def _counts(info: Any) -> dict[str, int]:
     if not isinstance(info, Mapping):
         return {}
-    return {k: int(v) for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: int(v)
+        for k, v in info.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 class _Envelope(msgspec.Struct):
     data: msgspec.Raw = msgspec.Raw(b"")
-    page_info: Any = None
+    page_info: msgspec.Raw = msgspec.Raw(b"null")  # depth-checked like every other part
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -100,5 +105,5 @@ def decode_reporting_answer(body: bytes) -> ReportingAnswer:
         except msgspec.DecodeError as err:
             raise ValueError(str(err)) from err
         if envelope is not None and len(envelope.data):  # an empty Raw: no "data" member
-            return ReportingAnswer(envelope.page_info, raw=envelope.data)
+            return ReportingAnswer(decode_json(envelope.page_info), raw=envelope.data)
     return ReportingAnswer.from_payload(decode_json(body))

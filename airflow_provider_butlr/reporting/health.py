@@ -7,7 +7,7 @@ are safe to select.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_butlr.reporting.times import format_time, parse_iso_utc
@@ -61,11 +61,22 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def hours_since(heartbeat: Any, now: datetime) -> float | None:
-    """Hours since a Unix-seconds heartbeat (None when absent)."""
+def _seconds(heartbeat: Any) -> float | None:
+    """A Unix-seconds heartbeat as a time a datetime can hold (years 1 to 9999); None otherwise."""
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)):
         return None
-    return round((now.timestamp() - float(heartbeat)) / 3600.0, 2)
+    if not _EARLIEST <= heartbeat <= _LATEST:  # NaN, infinities, 10**400: no time at all
+        return None
+    return float(heartbeat)
+
+
+_EARLIEST, _LATEST = -62135596800, 253402300799  # 0001-01-01 and 9999-12-31T23:59:59Z
+
+
+def hours_since(heartbeat: Any, now: datetime) -> float | None:
+    """Hours since a Unix-seconds heartbeat (None when absent or not a time)."""
+    seconds = _seconds(heartbeat)
+    return None if seconds is None else round((now.timestamp() - seconds) / 3600.0, 2)
 
 
 def battery_status(
@@ -85,9 +96,12 @@ def battery_status(
 
 
 def _heartbeat_iso(heartbeat: Any) -> str | None:
-    if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)):
-        return None
-    return format_time(datetime.fromtimestamp(float(heartbeat), tz=UTC))
+    seconds = _seconds(heartbeat)
+    return (
+        None
+        if seconds is None
+        else format_time(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds))
+    )
 
 
 def _offline(online: Any, age_hours: float | None, offline_after_hours: float | None) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from airflow_provider_butlr.common.jsondecode import MAX_JSON_DEPTH, JSONTooDeep
 from airflow_provider_butlr.exceptions import ButlrDataError
 from airflow_provider_butlr.reporting.catalogue import (
     ASSET_ID_COLUMN,
@@ -100,20 +102,22 @@ def _new_row(measurement: str, function: str, asset_kind: str) -> Row:
 
 
 def _number(value: Any) -> float | int | None:
+    """A number from the API: ints as they are, floats finite; NaN, infinities (``"Infinity"``,
+    ``"1e999"``) and what is no number become None, written empty (CSV) or null (JSON Lines, Parquet)."""
     kind = type(value)
     if kind is float:
-        return None if value != value else value  # NaN is not equal to itself
+        return value if value - value == 0 else None  # inf - inf and NaN - NaN are NaN
     if kind is int:
         return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        return None if isinstance(value, float) and math.isnan(value) else value
+        return value if isinstance(value, int) or math.isfinite(value) else None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return None if math.isnan(number) else number
+    return number if math.isfinite(number) else None
 
 
 def _flag(value: Any) -> bool | None:
@@ -130,7 +134,31 @@ def whole_value(value: Any) -> float | int | None:
 
 def float_value(value: Any) -> float | None:
     number = _number(value)
-    return None if number is None else float(number)
+    return None if number is None else float(number)  # OverflowError past float64: see check_numbers
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def check_numbers(row: Row) -> Row:
+    """``row`` if its numbers fit their typed columns (``value``: int64 for counts, float64 otherwise;
+    ``null_percentage``: float64), else a :class:`ButlrDataError` naming the row and the field."""
+    value, nulls = row["value"], row["null_percentage"]
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        raise number_error(row, "value", value, "a 64-bit whole number (int64)")
+    if type(nulls) is int and not -_FLOAT_MAX <= nulls <= _FLOAT_MAX:
+        raise number_error(row, "null_percentage", nulls, "a 64-bit float")
+    return row
+
+
+def number_error(row: Mapping[str, Any], field: str, value: Any, kind: str) -> ButlrDataError:
+    shown = str(value)
+    shown = shown if len(shown) <= 24 else f"{shown[:12]}...({len(shown)} digits)"
+    return ButlrDataError(
+        f"reporting row of {row.get('asset_id') or '?'} at {row.get('time') or '?'} "
+        f"({row.get('measurement')} {row.get('function')}): {field} {shown} does not fit {kind}"
+    )
 
 
 def value_converter(measurement: str, function: str) -> Callable[[Any], float | int | None]:
@@ -199,8 +227,12 @@ def row_from_api(
         column, convert = plans.get(key) or _key_plan(key)
         if column:
             row[column] = convert(value)
-    row["value"] = value_converter(measurement, function)(row["value"])  # the "value" plan keeps it as is
     row["asset_id"] = row[ASSET_ID_COLUMN[asset_kind]]
+    try:
+        row["value"] = value_converter(measurement, function)(row["value"])  # the "value" plan keeps it
+    except OverflowError:  # an integer past float64
+        raise number_error(row, "value", row["value"], "a 64-bit float") from None
+    check_numbers(row)
     if zone is not None and row["time"]:
         row["local_time"] = local_time(row["time"], zone)
     return row
@@ -250,37 +282,43 @@ def flatten_response(
                 raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
             yield row_from_api(raw, measurement, function, zone)
         return
-    try:
-        yield from _flatten_nested(data, measurement, function, order, 0, {}, zone)
-    except RecursionError:  # a hostile answer nested too deeply to walk
-        raise ButlrDataError("reporting 'data' is nested too deeply to read") from None
+    yield from _flatten_nested(data, measurement, function, order, zone)
 
 
 def _flatten_nested(
-    node: Mapping[str, Any],
+    data: Mapping[str, Any],
     measurement: str,
     function: str,
     order: list[str],
-    depth: int,
-    keys: dict[str, str],
     zone: ZoneInfo | None = None,
 ) -> Iterator[Row]:
-    for key, child in node.items():
-        column = _group_column(str(key), order[depth] if depth < len(order) else None)
-        path = {**keys, column: normalise_time(key) if column == "time" else str(key)}
-        if isinstance(child, list):  # shape C: arrays of raw rows
-            for raw in child:
-                if not isinstance(raw, Mapping):
-                    raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
-                yield row_from_api({**_path_to_api(path), **raw}, measurement, function, zone)
-        elif isinstance(child, Mapping) and _is_stats_leaf(child):  # shape B
-            stat = function if function in child else "mean"
-            raw = {**_path_to_api(path), "value": child.get(stat)}
-            yield row_from_api(raw, measurement, function, zone)
-        elif isinstance(child, Mapping):
-            yield from _flatten_nested(child, measurement, function, order, depth + 1, path, zone)
+    """Rows of a nested answer in document order, without recursion: each level's group keys fill
+    their columns; nested deeper than ``MAX_JSON_DEPTH`` is a :class:`ButlrDataError`."""
+    stack: list[tuple[Iterator[tuple[Any, Any]], dict[str, str]]] = [(iter(data.items()), {})]
+    while stack:
+        items, keys = stack[-1]
+        depth = len(stack) - 1
+        for key, child in items:
+            column = _group_column(str(key), order[depth] if depth < len(order) else None)
+            path = {**keys, column: normalise_time(key) if column == "time" else str(key)}
+            if isinstance(child, list):  # shape C: arrays of raw rows
+                for raw in child:
+                    if not isinstance(raw, Mapping):
+                        raise ButlrDataError(f"reporting row is a {type(raw).__name__}, expected an object")
+                    yield row_from_api({**_path_to_api(path), **raw}, measurement, function, zone)
+            elif isinstance(child, Mapping) and _is_stats_leaf(child):  # shape B
+                stat = function if function in child else "mean"
+                raw = {**_path_to_api(path), "value": child.get(stat)}
+                yield row_from_api(raw, measurement, function, zone)
+            elif isinstance(child, Mapping):
+                if len(stack) >= MAX_JSON_DEPTH:
+                    raise ButlrDataError(f"reporting 'data' is {JSONTooDeep()}")
+                stack.append((iter(child.items()), path))
+                break
+            else:
+                raise ButlrDataError(f"unexpected {type(child).__name__} under reporting group key {key!r}")
         else:
-            raise ButlrDataError(f"unexpected {type(child).__name__} under reporting group key {key!r}")
+            stack.pop()
 
 
 def _path_to_api(path: Mapping[str, str]) -> dict[str, str]:

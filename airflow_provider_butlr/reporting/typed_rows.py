@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from airflow_provider_butlr.reporting.catalogue import ASSET_ID_COLUMN, MEASUREMENTS, counts_whole_numbers
-from airflow_provider_butlr.reporting.rows import API_TO_COLUMN, OWN_COLUMNS, ROW_COLUMNS, Row, whole_value
+from airflow_provider_butlr.reporting.rows import (
+    API_TO_COLUMN,
+    OWN_COLUMNS,
+    ROW_COLUMNS,
+    Row,
+    check_numbers,
+    whole_value,
+)
 from airflow_provider_butlr.reporting.times import local_time, normalise_time_text
 
 _NEVER = "~butlr-provider~"  # a prefix for the provider's own columns: never read from the API
@@ -96,5 +103,5 @@ def decode_flat_rows(raw: Any, measurement: str, function: str, zone: ZoneInfo |
         utc = row["time"] = normalise(row["time"])
         if zone is not None and utc:
             row["local_time"] = local_time(utc, zone)
-        append(row)
+        append(check_numbers(row))
     return rows

@@ -242,6 +242,15 @@ def outcome(call: Driver, *args: Any, **kwargs: Any) -> tuple[Any, ButlrError | 
     return result, None, time.monotonic() - started
 
 
+def trigger_events(trigger: Any) -> list[dict[str, Any]]:
+    """Every event payload a trigger emits until it ends (run in a fresh event loop)."""
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
 # --- the leak check ------------------------------------------------------------------------------------
 
 

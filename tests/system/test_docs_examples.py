@@ -191,8 +191,10 @@ def test_readme_first_dag_walkthrough_runs_as_written(butlr_conn: Any, tmp_path:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    exported = tmp_path / "out" / "2025-03-09.csv"
-    lines = exported.read_text(encoding="utf-8").splitlines()
+    import gzip
+
+    exported = tmp_path / "out" / "2025-03-09.csv.gz"  # the walkthrough ends with a stored, compressed file
+    lines = gzip.decompress(exported.read_bytes()).decode("utf-8").splitlines()
     assert lines[0].startswith("time,local_time,measurement,function,")
     # New York's March 9 2025 is a 23-hour DST day: one row per room (32 in the emulator's New York
     # site) and local hour, as the README says

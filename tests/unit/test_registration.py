@@ -401,3 +401,10 @@ def test_get_provider_info_imports_nothing_heavy() -> None:
     assert "airflow_provider_butlr" in loaded
     heavy = [name for name in loaded if any(name == h or name.startswith(h + ".") for h in HEAVY_MODULES)]
     assert heavy == []
+
+
+def test_the_legacy_form_methods_are_the_hook_classes_own() -> None:
+    """Airflow 3.0/3.1 read them from ``hook_class.__dict__`` only: inherited ones give no form."""
+    from airflow_provider_butlr.hooks.butlr import ButlrHook
+
+    assert {"get_ui_field_behaviour", "get_connection_form_widgets"} <= set(ButlrHook.__dict__)

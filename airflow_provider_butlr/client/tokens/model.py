@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from airflow_provider_butlr.common.jsondecode import decode_json
 
 DEFAULT_TOKEN_LIFETIME = 300.0  # when neither expires_in nor a JWT exp is known: be conservative
 MAX_TOKEN_LIFETIME = 30 * 86400.0  # Auth0's longest API-token lifetime; anything above is clamped
@@ -62,8 +63,8 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, TypeError, RecursionError):
+        claims = decode_json(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
         return None
     return claims if isinstance(claims, dict) else None
 

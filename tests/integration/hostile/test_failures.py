@@ -5,7 +5,6 @@ never touch the token cache; same-origin ones are followed, bounded. Sync and as
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from tests.support.hostile import (
     Request,
     hostile_api,
     outcome,
+    trigger_events,
 )
 
 
@@ -113,10 +113,7 @@ def test_the_trigger_ends_with_one_event_on_deep_json(api: HostileApi, depth: in
         hook_params={**QUICK, "max_retries": 0},
     )
 
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    events = asyncio.run(collect())
+    events = trigger_events(trigger)
     assert len(events) == 1 and events[0]["status"] in ("success", "error"), events
     assert "RecursionError" not in json.dumps(events), events
 

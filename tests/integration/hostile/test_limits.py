@@ -9,7 +9,6 @@ margins are generous because the machine is shared.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from tests.support.hostile import (
     HostileApi,
     hostile_api,
     outcome,
+    trigger_events,
     use_connection,
 )
 
@@ -80,11 +80,8 @@ def test_the_trigger_ends_at_its_deadline_while_a_request_trickles(api: HostileA
         hook_params={**QUICK, "timeout": 60.0, "max_retries": 0},
     )
 
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
     started = time.monotonic()
-    events = asyncio.run(collect())
+    events = trigger_events(trigger)
     seconds = time.monotonic() - started
     assert [event["status"] for event in events] == ["timeout"]
     assert seconds < 4.0 + MARGIN, f"the trigger took {seconds:.1f} s for a deadline 4 s away"

@@ -4,7 +4,6 @@ record at DEBUG, a trigger event, the test_connection text or XCom. Sync and asy
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -33,6 +32,7 @@ from tests.support.hostile import (
     log_texts,
     lower_hex,
     outcome,
+    trigger_events,
 )
 
 
@@ -210,10 +210,7 @@ def run_trigger(endpoint: str, *, duration: float = 8.0, **hook_params: Any) -> 
         hook_params={**QUICK, **hook_params},
     )
 
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    events = asyncio.run(collect())
+    events = trigger_events(trigger)
     assert len(events) == 1, events
     return events[0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def local_text(local: datetime | None, utc: datetime | None) -> str | None:
+    """A Parquet ``local_time`` (wall clock) back in the text of JSON Lines: its offset is local - UTC."""
+    if local is None or utc is None:
+        return None
+    offset = local - utc.replace(tzinfo=None)
+    return local.replace(tzinfo=timezone(offset)).isoformat()
+
+
 def read_parquet(path: Path) -> list[dict[str, Any]]:
-    """The file's rows with ``time`` back in the RFC3339 text of JSON Lines."""
+    """The file's rows with ``time`` and ``local_time`` back in the RFC3339 text of JSON Lines."""
     rows = pq.read_table(path).to_pylist()
     for row in rows:
+        row["local_time"] = local_text(row["local_time"], row["time"])
         row["time"] = format_time(row["time"])
     return rows
 
@@ -98,8 +107,14 @@ def test_parquet_reads_back_equal_to_the_jsonl_rows_of_the_same_export(
     assert schema.field("value").type == pa.float64()  # mean and max in one file
     assert schema.field("data_incomplete").type == pa.bool_()
     assert schema.field("null_percentage").type == pa.float64()
-    assert schema.field("local_time").type == pa.string()
+    assert schema.field("local_time").type == pa.timestamp("us")  # wall clock: Parquet's local timestamp
     assert not list(tmp_path.glob(".*.tmp"))
+    metadata = pq.ParquetFile(tmp_path / "day.parquet").metadata
+    assert {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)} == {"ZSTD"}
+    # New York's 01:00 comes twice on 2025-11-02 (EDT, then EST): the same wall clock, an hour apart
+    table = pq.read_table(tmp_path / "day.parquet", columns=["time", "local_time"]).to_pylist()
+    one_am = {r["time"] for r in table if r["local_time"] == datetime(2025, 11, 2, 1)}
+    assert {t.hour for t in one_am} >= {5, 6}
 
 
 def test_parquet_of_whole_counts_has_an_int64_value_column(butlr_conn: Any, tmp_path: Path) -> None:
@@ -183,7 +198,7 @@ def test_a_failed_parquet_export_leaves_the_previous_file(
     assert [p.name for p in tmp_path.iterdir()] == ["day.parquet"]
 
 
-def test_parquet_without_pyarrow_names_the_extra_before_any_request(
+def test_parquet_chosen_by_a_template_fails_before_any_request_without_pyarrow(
     butlr_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     op = ButlrReportingOperator(
@@ -191,14 +206,38 @@ def test_parquet_without_pyarrow_names_the_extra_before_any_request(
         measurements="room_occupancy",
         sites=[butlr_conn.org.sites[0].id],
         local_day="2025-11-03",
-        output_path=str(tmp_path / "day.parquet"),
-    )  # building the task needs no pyarrow: the scheduler may not have it
+        output_path=str(tmp_path / "day.out"),
+        output_format="{{ params.fmt }}",  # unknown until rendered: the task builds
+    )
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    op.render_template_fields({"params": {"fmt": "parquet"}})
     with pytest.raises(ButlrConfigurationError, match=r"airflow-provider-butlr\[parquet\]"):
         op.execute({})
     assert butlr_conn.counters.total == 0
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("codec", "stored"), [("snappy", "SNAPPY"), ("none", "UNCOMPRESSED"), ("GZIP", "GZIP")]
+)
+def test_parquet_codec_is_a_choice(butlr_conn: Any, tmp_path: Path, codec: str, stored: str) -> None:
+    summary = export(butlr_conn, tmp_path / "rooms.parquet", output_compression=codec)
+    metadata = pq.ParquetFile(tmp_path / "rooms.parquet").metadata
+    assert summary["compression"] == codec.lower() and metadata.num_rows == summary["rows"] == 30
+    assert {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)} == {stored}
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ({"output_path": "/data/x.parquet", "output_compression": "bz2"}, "output_compression 'bz2'"),
+        ({"output_path": "/data/x.parquet.gz"}, "a Parquet file compresses its own columns"),
+    ],
+)
+def test_parquet_compression_mistakes_are_named_at_parse_time(output: dict[str, str], message: str) -> None:
+    with pytest.raises(ButlrConfigurationError, match=message):
+        ButlrReportingOperator(task_id="t", measurements="room_occupancy", rooms=["room_1"], **output)
 
 
 def test_a_fractional_value_in_an_int64_column_fails_instead_of_being_truncated(tmp_path: Path) -> None:

@@ -152,10 +152,6 @@ def test_a_server_that_refuses_its_own_fresh_tokens_gets_a_clear_error_not_a_log
             id="expires_in",
         ),
         pytest.param(lambda n: _answer(_jwt({"exp": 10**400, "n": n})), id="jwt-exp"),
-        pytest.param(
-            lambda n: b'{"access_token": "tok-inf-%d-abcdefgh", "expires_in": Infinity}' % n, id="infinity"
-        ),
-        pytest.param(lambda n: b'{"access_token": "tok-nan-%d-abcdefgh", "expires_in": NaN}' % n, id="nan"),
     ],
 )
 def test_absurd_lifetimes_are_clamped_not_an_overflow(loopback: LoginScript, raw: Any) -> None:
@@ -164,6 +160,20 @@ def test_absurd_lifetimes_are_clamped_not_an_overflow(loopback: LoginScript, raw
     for _ in range(3):
         hook.graphql(SITES_QUERY)
     assert loopback.logins == 1
+
+
+@pytest.mark.parametrize("literal", [b"Infinity", b"NaN", b"-Infinity"])
+def test_non_json_number_literals_in_a_login_answer_are_malformed_json(
+    loopback: LoginScript, literal: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One JSON decoder for every answer (msgspec): ``Infinity`` is not JSON, so such a login answer
+    is a failed attempt (retried), then a ButlrDataError that says what the answer was."""
+    loopback.login_body = lambda n: (
+        b'{"access_token": "tok-inf-%d-abcdefgh", "expires_in": %s}' % (n, literal)
+    )
+    with pytest.raises(ButlrError, match=r"malformed JSON in a 200 login answer \(application/json"):
+        ButlrHook(max_retries=1, retry_wait_initial=0.01, retry_wait_max=0.01).graphql(SITES_QUERY)
+    assert loopback.logins == 2
 
 
 def test_lifetime_parsing_clamps_and_prefers_a_relative_lifetime() -> None:

@@ -1,4 +1,4 @@
-"""Scenario 8: many deferred sensors in one triggerer, requests per poke interval against N.
+"""Scenario 9: many deferred sensors in one triggerer, requests per poke interval against N.
 
 Method: N ``ButlrTrigger`` instances, each the trigger of a deferred ``ButlrDataCompleteSensor`` on
 one room (the plan the sensor itself builds: the last hour, 5-minute check windows, the room's site
