@@ -42,6 +42,7 @@ class RedisServer:
         binary = shutil.which(REDIS_SERVER)
         if binary is None:
             pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 binary,
@@ -68,10 +69,10 @@ class RedisServer:
         pytest.skip("redis-server did not answer PING within 10 s")
         raise AssertionError("unreachable")
 
-    def client(self) -> Any:
+    def client(self, db: int = 0) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, db=db, socket_timeout=2)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
