@@ -26,6 +26,7 @@ SCENARIOS = {
     "rate_limit": "benchmarks.s7_rate_limit",
     "formats": "benchmarks.s8_formats",
     "shared_polls": "benchmarks.s9_shared_polls",
+    "limiter": "benchmarks.s10_limiter",
 }
 RESULTS = REPO / "benchmarks" / "results"
 
