@@ -17,6 +17,10 @@ DEFAULT_MAX_RETRIES = 5
 AUTH_TYPES = ("client_credentials", "password")
 
 HOOK_CLASS = "airflow_provider_butlr.hooks.butlr.ButlrHook"
+# The webhook receiver (docs/webhooks.md); also the ``airflow.plugins`` entry point, which Airflow loads
+# by default (provider-info plugins only with ``[core] lazy_discover_providers = False``).
+PLUGIN_NAME = "butlr_webhooks"
+PLUGIN_CLASS = "airflow_provider_butlr.webhooks.plugin.ButlrWebhooksPlugin"
 
 DEFAULT_PORT = 443  # of DEFAULT_BASE_URL
 
@@ -73,7 +77,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-butlr",
         "name": "Butlr",
-        "description": "Butlr occupancy-sensing API: reporting, stats, assets and device health.",
+        "description": "Butlr occupancy-sensing API: reporting, stats, assets, device health and webhooks.",
         "versions": [__version__],
         "integrations": [
             {
@@ -98,6 +102,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "plugins": [{"name": PLUGIN_NAME, "plugin-class": PLUGIN_CLASS}],
         "connection-types": [
             {
                 "connection-type": "butlr",
