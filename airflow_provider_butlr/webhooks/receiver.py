@@ -95,12 +95,12 @@ def create_app(
             return answer(202, {"status": "ignored", "reason": f"{event.event_type} events are not recorded"})
         declared = registry.lookup(settings.asset_host, event.kind, event.asset_id)
         result = record_event(event, declared)
-        if result.get("asset_events"):
-            log.info(
-                "Butlr webhook %s %s (%s): asset events %s",
+        if result.get("asset_events"):  # INFO for state changes (crossings); stream events at DEBUG
+            level = logging.INFO if result.get("crossings") else logging.DEBUG
+            log.log(
+                level,
+                "Butlr webhook %s: asset events %s",
                 event.event_type,
-                event.asset_id,
-                result["status"],
                 ", ".join(result["asset_events"]),
             )
         return answer(202 if result["status"] == "ignored" else 200, result)

@@ -175,7 +175,8 @@ def _record(
             else:
                 row.val = text
             session.flush()
-        recorded = []
+        recorded: list[str] = []
+        crossings: list[str] = []
         if applied.changed:
             for asset in streams:
                 recorded += _register(session, asset, stream_extra(event, applied))
@@ -193,8 +194,8 @@ def _record(
                         "event_id": event.event_id,
                         "metadata": dict(event.metadata),
                     }
-                    recorded += _register(session, asset, {"from_webhook": True, "payload": payload})
-    return {"status": applied.outcome, "asset_events": recorded}
+                    crossings += _register(session, asset, {"from_webhook": True, "payload": payload})
+    return {"status": applied.outcome, "asset_events": recorded + crossings, "crossings": crossings}
 
 
 def _loads(text: Any) -> Any:
