@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from airflow_provider_butlr.webhooks.assets import room_state_asset, stream_asset
-from tests.integration.webhooks.conftest import HOLD, Push, find_crossing
+from tests.support.webhook_push import HOLD, Push, find_crossing
 from tests.support.webhooks import HEADER, KEY, asset_events, declare_assets, event, stream_states
 
 pytestmark = pytest.mark.dag  # needs the migrated metadata DB
