@@ -9,7 +9,8 @@ into asset events; ``butlr_room_empty_webhooks`` is scheduled on them.
 Configuration (read when the file is parsed):
 
 * ``BUTLR_WEBHOOK_ROOMS``: comma-separated room ids (default: a room of the bundled emulator's seed 42);
-* ``BUTLR_WEBHOOK_DELETE_UNDECLARED``: ``true`` deletes every other subscription of the account.
+* ``BUTLR_WEBHOOK_DELETE_UNDECLARED``: ``true`` deletes every other subscription of the account;
+* ``BUTLR_WEBHOOK_SUBSCRIPTIONS_SCHEDULE``: the DAG's schedule (default ``@daily``; empty: by hand only).
 
 Connections: ``butlr_default`` (the Butlr API) and ``butlr_webhook_default`` (the receiver: its public
 URL in ``host``, the shared key in ``password``, ``extra.org_id``; docs/webhooks.md).
@@ -27,6 +28,7 @@ from airflow_provider_butlr.operators.butlr import ButlrWebhookSubscriptionOpera
 EMULATOR_ROOM = "room_2aVq9x4BafE7tFacPaWvCiEOfIJ"  # a presence-covered room of the emulator's seed 42
 ROOMS = [r.strip() for r in os.environ.get("BUTLR_WEBHOOK_ROOMS", EMULATOR_ROOM).split(",") if r.strip()]
 DELETE_UNDECLARED = os.environ.get("BUTLR_WEBHOOK_DELETE_UNDECLARED", "false").lower() == "true"
+SCHEDULE = os.environ.get("BUTLR_WEBHOOK_SUBSCRIPTIONS_SCHEDULE", "@daily") or None
 
 SUBSCRIPTIONS = [
     {
@@ -40,7 +42,7 @@ SUBSCRIPTIONS = [
 
 @dag(
     dag_id="butlr_webhook_subscriptions",
-    schedule="@daily",
+    schedule=SCHEDULE,
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     tags=["butlr", "example", "webhooks"],
