@@ -24,6 +24,7 @@ SCENARIOS = {
     "parse": "benchmarks.s5_parse_cost",
     "deferrable": "benchmarks.s6_deferrable",
     "rate_limit": "benchmarks.s7_rate_limit",
+    "webhooks": "benchmarks.s8_webhooks",
 }
 RESULTS = REPO / "benchmarks" / "results"
 
