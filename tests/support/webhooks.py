@@ -145,12 +145,17 @@ def forget_everything() -> None:
     from airflow.utils.session import create_session
     from sqlalchemy import delete
 
+    quick = {"synchronize_session": False}  # SQLAlchemy 1.4 (Airflow 3.0) cannot evaluate LIKE in Python
     with create_session() as session:
         session.execute(delete(AssetDagRunQueue))
         session.execute(delete(AssetEvent))
-        session.execute(delete(AssetActive).where(AssetActive.uri.like("butlr://%")))
-        session.execute(delete(AssetModel).where(AssetModel.uri.like("butlr://%")))
-        session.execute(delete(Variable).where(Variable.key.like("butlr_webhook:%")))
+        session.execute(
+            delete(AssetActive).where(AssetActive.uri.like("butlr://%")).execution_options(**quick)
+        )
+        session.execute(delete(AssetModel).where(AssetModel.uri.like("butlr://%")).execution_options(**quick))
+        session.execute(
+            delete(Variable).where(Variable.key.like("butlr_webhook:%")).execution_options(**quick)
+        )
 
 
 def asset_events(uri: str | None = None) -> list[dict[str, Any]]:

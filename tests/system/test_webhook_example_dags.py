@@ -11,6 +11,7 @@ import pendulum
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.triggers.test_event_trigger import Events
 from tests.support.dag_registration import register_dags
 from tests.support.webhook_push import HOLD, Push, find_crossing, push, push_emulator
 from tests.support.webhooks import KEY, asset_events, receiver_connection
@@ -86,8 +87,7 @@ def test_the_push_twin_runs_on_the_receivers_crossing_event(
     assert queued == [PUSH_DAG]
 
     cleaning = dag.get_task("request_cleaning").python_callable
-    events = {asset: [SimpleNamespace(extra=recorded | {"uri": None})]}
-    [request] = cleaning(triggering_asset_events=events)
+    [request] = cleaning(triggering_asset_events=Events([(asset, [SimpleNamespace(extra=recorded)])]))
     assert request["room"] == crossing.room and request["room_name"]
     assert request["empty_since"] == crossing.empty.strftime("%Y-%m-%dT%H:%M:%SZ")
     with create_session() as session:
