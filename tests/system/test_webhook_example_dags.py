@@ -96,3 +96,14 @@ def test_the_push_twin_runs_on_the_receivers_crossing_event(
 
 def test_the_push_twin_runs_by_hand(emulator: Any, airflow_db: str) -> None:
     run(PUSH_DAG, pendulum.datetime(2025, 11, 11, tz="UTC"))
+
+
+def test_the_docs_examples_build_without_touching_the_network(emulator: Any) -> None:
+    import re
+
+    text = (REPO / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/webhooks.md", "exec"), {"__name__": "docs_example"})
+    assert emulator.counters.total == 0
