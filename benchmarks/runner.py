@@ -25,6 +25,7 @@ SCENARIOS = {
     "deferrable": "benchmarks.s6_deferrable",
     "rate_limit": "benchmarks.s7_rate_limit",
     "formats": "benchmarks.s8_formats",
+    "webhooks": "benchmarks.s10_webhooks",
 }
 RESULTS = REPO / "benchmarks" / "results"
 
