@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
+
 PACKAGE = "airflow_provider_butlr"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 

@@ -9,6 +9,8 @@ import pytest
 
 from airflow_provider_butlr.push.events import EVENT_TYPES, WebhookRejected, parse_event
 
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
+
 ORG = "org_2d1HDjft5Q1DV1CeXDao0nhL9xK"
 NOW_MS = 1_762_360_000_000  # 2025-11-05T16:26:40Z
 MINUTE_MS = 1_762_356_000_000  # 2025-11-05T15:20:00Z

@@ -10,6 +10,8 @@ import pytest
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.push.receiver import ReceiverSettings, authenticate
 
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
+
 ORG = "org_2d1HDjft5Q1DV1CeXDao0nhL9xK"
 KEY = "rcv-secret-Hq4Zp7Ld2Wx9Kb6Tn1"
 

@@ -17,6 +17,8 @@ from airflow_provider_butlr.push.streams import (
 )
 from airflow_provider_butlr.reporting.times import format_instant
 
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
+
 ORG = "org_2d1HDjft5Q1DV1CeXDao0nhL9xK"
 ROOM = "room_2aVq9x4BafE7tFacPaWvCiEOfIJ"
 T0 = 29_372_000  # Unix minutes (2025-11-05T05:20:00Z)

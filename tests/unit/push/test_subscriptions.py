@@ -17,6 +17,8 @@ from airflow_provider_butlr.push.subscriptions import (
     update_input,
 )
 
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
+
 ORG = "org_2d1HDjft5Q1DV1CeXDao0nhL9xK"
 KEY = "rcv-secret-Hq4Zp7Ld2Wx9Kb6Tn1"
 URL = "https://airflow.example.com/butlr/webhooks"
