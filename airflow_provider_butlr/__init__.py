@@ -27,6 +27,10 @@ EXTRA_BOUNDS: dict[str, tuple[int, int]] = {
 AUTH_TYPES = ("client_credentials", "password")
 
 HOOK_CLASS = "airflow_provider_butlr.hooks.butlr.ButlrHook"
+# The webhook receiver (docs/webhooks.md); also the ``airflow.plugins`` entry point, which Airflow loads
+# by default (provider-info plugins only with ``[core] lazy_discover_providers = False``).
+PLUGIN_NAME = "butlr_webhooks"
+PLUGIN_CLASS = "airflow_provider_butlr.webhooks.plugin.ButlrWebhooksPlugin"
 
 DEFAULT_PORT = 443  # of DEFAULT_BASE_URL
 
@@ -117,7 +121,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-butlr",
         "name": "Butlr",
-        "description": "Butlr occupancy-sensing API: reporting, stats, assets and device health.",
+        "description": "Butlr occupancy-sensing API: reporting, stats, assets, device health and webhooks.",
         "versions": [__version__],
         "integrations": [
             {
@@ -142,6 +146,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "plugins": [{"name": PLUGIN_NAME, "plugin-class": PLUGIN_CLASS}],
         "connection-types": [
             {
                 "connection-type": "butlr",

@@ -25,8 +25,9 @@ SCENARIOS = {
     "deferrable": "benchmarks.s6_deferrable",
     "rate_limit": "benchmarks.s7_rate_limit",
     "formats": "benchmarks.s8_formats",
+    "webhooks": "benchmarks.s10_webhooks",
     "shared_polls": "benchmarks.s9_shared_polls",
-    "limiter": "benchmarks.s10_limiter",
+    "limiter": "benchmarks.s11_limiter",
 }
 RESULTS = REPO / "benchmarks" / "results"
 

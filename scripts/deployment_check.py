@@ -11,8 +11,11 @@ group and log file), then:
    ``butlr_asset_inventory`` and ``butlr_daily_occupancy_export`` for D, waits until the
    ``wait_for_complete_day`` sensors are ``deferred`` in the database, SIGKILLs the triggerer's
    process group, moves the clock past D's grace period, restarts the triggerer, waits for success;
-3. runs the daily export for a second day;
-4. asserts: every run succeeded, the sensors went through ``deferred``, logins (emulator counter)
+3. runs the daily export for a second day; the event-driven DAG's watcher sees one crossing;
+4. issue 24: the emulator pushes one room's minutes to the api-server's webhook receiver
+   (``deploycheck/webhooks.py``): one crossing gives one run, duplicates and revisions none, a wrong key
+   401, and no Reporting API request is made; the event-to-run latency is printed;
+5. asserts: every run succeeded, the sensors went through ``deferred``, logins (emulator counter)
    at most ``BUTLR_CHECK_MAX_LOGINS``, no secret or issued token (nor their percent-encodings) in
    any byte under ``AIRFLOW_HOME``, the components' output or the token-store directory, no
    error-level line in any output or task log; stops everything by process group, also on failure.
@@ -43,6 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deploycheck.airflow_state import AirflowAPI, MetadataDB
 from deploycheck.processes import Component, free_port, port_is_free
 from deploycheck.scans import Finding, error_lines, iter_files, scan_secrets, secret_needles
+from deploycheck.webhooks import (
+    PUSH_DAG,
+    SUBSCRIPTIONS_DAG,
+    Receiver,
+    StepFailed,
+    WebhookReport,
+    WebhookStep,
+    find_scenario,
+    organisation_id,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # The emulator's documented default credentials (docs/emulator.md).
@@ -144,6 +157,9 @@ class Deployment:
         self.admin: Any = None
         self.triggerer_starts = 0
         self.jwt_secret = secrets.token_urlsafe(64)  # >= 64 bytes: no HMAC key-length warning
+        # issue 24: the webhook receiver on the api-server, and the crossing the emulator will push
+        self.receiver = Receiver(f"http://127.0.0.1:{self.api_port}/butlr/webhooks", organisation_id())
+        self.push_scenario = find_scenario(dates.day)
         self.fernet_key = fernet_key()
 
     # --- environment ------------------------------------------------------------------------------
@@ -189,13 +205,16 @@ class Deployment:
                 "BUTLR_EVENT_EMPTY_MINUTES": "1",
                 "BUTLR_EVENT_POLL_INTERVAL": str(EVENT_POLL_SECONDS),
                 "PYTHONUNBUFFERED": "1",
+                **self.receiver.env(self.push_scenario),
             }
         )
         self.env = env
 
     # --- components -------------------------------------------------------------------------------
     def start(self, name: str, *argv: str, log_name: str | None = None) -> Component:
-        component = Component(name, argv, self.logs / f"{log_name or name}.log", self.env, REPO)
+        # cwd: the work directory, not the checkout, whose setuptools egg-info would make Airflow see the
+        # provider's entry points twice ("Plugin 'butlr_webhooks' already registered")
+        component = Component(name, argv, self.logs / f"{log_name or name}.log", self.env, self.work)
         self.components[log_name or name] = component.start()
         return component
 
@@ -329,6 +348,14 @@ def wait_for(
         time.sleep(interval)
 
 
+def check_alive(dep: Deployment) -> None:
+    """Fail when an Airflow component exited."""
+    for component in dep.airflow_components():
+        if not component.running():
+            code = component.process.returncode if component.process else None
+            raise CheckFailed(f"{component.name} exited (code {code})\n{component.tail(30)}")
+
+
 def wait_for_run(dep: Deployment, dag_id: str, run_id: str, timeout: float = 360) -> None:
     def probe() -> bool:
         state = dep.db.run_state(dag_id, run_id)
@@ -394,6 +421,7 @@ class Results:
     token_store: str = ""
     logins_by_phase: list[tuple[str, int]] = field(default_factory=list)
     resumed: int | None = None  # the restarted triggerer's job id
+    webhooks: WebhookReport | None = None
 
     def count_logins(self, dep: Deployment, phase: str) -> None:
         """Logins so far (emulator counter), to print the logins each phase added."""
@@ -445,7 +473,7 @@ def parsed_dags(dep: Deployment) -> list[str]:
 
 
 EVENTS = "butlr_room_empty_events"
-ASSET_SCHEDULED = (EVENTS, "butlr_weekly_occupancy_report")  # DAGs whose runs assets start
+ASSET_SCHEDULED = (EVENTS, "butlr_weekly_occupancy_report", PUSH_DAG)  # DAGs whose runs assets start
 EVENT_ROOM = "room_2joyX7ewAWbxvkgiOfNtRF31Ya0"  # the example's default room (the emulator's seed 42)
 EVENT_POLL_SECONDS = 3
 
@@ -584,7 +612,7 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     results.count_logins(dep, f"{second} (and the rest of {INVENTORY})")
 
     # 4. Any other example DAG: the event-driven one (issue 17) through its hook, others by hand.
-    for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS)):
+    for dag_id in sorted(set(dag_ids) - set(KNOWN_DAGS) - {SUBSCRIPTIONS_DAG}):  # the webhook step runs it
         print(f">> {dag_id}: not known to the check; triggered once by hand", flush=True)
         dep.api.trigger(dag_id, dates.first_logical_date, f"deploycheck__{dag_id}")  # ds for templates
     all_finished = (
@@ -606,6 +634,20 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
         wait_for_run(dep, dag_id, run_id)
         check_event_reached_the_task(dep, run_id)
     timings.mark("the event-driven DAG ran once for one occupancy crossing")
+    # 6. Issue 24: the emulator pushes to the api-server's receiver; one crossing, one run, 0 polls.
+    if PUSH_DAG in dag_ids:
+        step = WebhookStep(
+            dep,
+            dep.push_scenario,
+            dep.receiver,
+            lambda: check_alive(dep),
+            lambda d, r: wait_for_run(dep, d, r),
+        )
+        try:
+            results.webhooks = step.run()
+        except StepFailed as err:
+            raise CheckFailed(f"webhook step: {err}") from err
+        timings.mark(f"webhooks: one pushed crossing, one run in {results.webhooks.latency_s:.2f} s")
     wait_for(*all_finished)
     results.runs = dep.db.runs()
     # A run is final in the DB before its last task process has exited: let them finish.
@@ -621,7 +663,8 @@ def run_scenario(dep: Deployment, timings: Timings, results: Results) -> None:
     roots = [dep.home, dep.logs, dep.token_dir, dep.exports]
     # The emulator prints its credentials at start (its own log, not an Airflow component's output).
     emulator_log = dep.components["emulator"].log
-    results.scan = scan_secrets(roots, secret_needles([CLIENT_SECRET, *tokens]), exclude=[emulator_log])
+    needles = secret_needles([CLIENT_SECRET, dep.receiver.key, *tokens])
+    results.scan = scan_secrets(roots, needles, exclude=[emulator_log])
     results.errors = error_lines(iter_files([dep.logs, dep.home / "logs"]))
     results.token_store = describe_store(dep.token_dir)
     timings.mark("scans")
@@ -663,10 +706,12 @@ def print_summary(results: Results, timings: Timings, max_logins: int) -> None:
         previous = count
     files, size, hits = results.scan
     print(
-        f"secret scan: {files} files, {size / 1e6:.1f} MB, client secret + {results.token_count} issued tokens "
+        f"secret scan: {files} files, {size / 1e6:.1f} MB, client secret, webhook key + {results.token_count} issued tokens "
         f"(plain, percent-encoded, JWT signature): {len(hits)} hits"
     )
     print(f"token store: {results.token_store}")
+    for line in results.webhooks.lines() if results.webhooks else []:
+        print(line)
     print(f"error-level lines: {len(results.errors)}")
     for phase, seconds in timings.phases:
         print(f"  {seconds:6.1f} s  {phase}")

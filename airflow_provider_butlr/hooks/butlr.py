@@ -28,6 +28,7 @@ from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
 from airflow_provider_butlr.hooks.base import ButlrBaseHook, task_deadline
 from airflow_provider_butlr.hooks.connection_form import connection_form_widgets, ui_field_behaviour
+from airflow_provider_butlr.hooks.webhooks import ButlrWebhooksMixin
 from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan, PollRequest, poll_flow
 from airflow_provider_butlr.reporting.answer import ReportingAnswer, decode_reporting_answer
@@ -69,7 +70,7 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-class ButlrHook(ButlrBaseHook):
+class ButlrHook(ButlrWebhooksMixin, ButlrBaseHook):
     """Talk to the Butlr API with the credentials of an Airflow connection of type ``butlr``.
 
     See :class:`~airflow_provider_butlr.hooks.base.ButlrBaseHook` for the parameters.

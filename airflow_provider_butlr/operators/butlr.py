@@ -14,6 +14,7 @@ from airflow_provider_butlr.operators.generic import ButlrOperator
 from airflow_provider_butlr.operators.graphql import ButlrGraphQLOperator
 from airflow_provider_butlr.operators.reporting import ButlrReportingOperator
 from airflow_provider_butlr.operators.stats import ButlrStatsOperator
+from airflow_provider_butlr.operators.webhooks import ButlrWebhookSubscriptionOperator
 
 __all__ = [
     "ButlrDeviceHealthError",
@@ -22,4 +23,5 @@ __all__ = [
     "ButlrOperator",
     "ButlrReportingOperator",
     "ButlrStatsOperator",
+    "ButlrWebhookSubscriptionOperator",
 ]

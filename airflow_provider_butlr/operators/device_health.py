@@ -32,8 +32,12 @@ def threshold(name: str, value: Any) -> float | int | None:
             float,
             lambda v: 0 <= v <= 1,
         ),
-        "max_critical_batteries": ("an integer >= 0", int, lambda v: v >= 0),
-        "offline_after_hours": ("a positive number of hours", float, lambda v: v > 0),
+        "max_critical_batteries": ("an integer from 0 to 1000000", int, lambda v: 0 <= v <= 1_000_000),
+        "offline_after_hours": (
+            "a positive number of hours, at most 87600 (ten years)",
+            float,
+            lambda v: 0 < v <= 87_600,  # NaN and infinity fail this comparison too
+        ),
     }
     meaning, kind, valid = rules[name]
     try:

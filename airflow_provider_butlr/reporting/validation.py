@@ -199,12 +199,32 @@ def normalise_calibrated(value: str | bool | None, name: str = "calibrated") -> 
     )
 
 
+# The largest value each whole-number argument takes (docs/operators.md and docs/sensors.md list them):
+# far beyond any real use, but bounded, so an absurd value is refused by name before any request.
+ARGUMENT_MAXIMA: dict[str, int] = {
+    "max_ids_per_request": 1000,
+    "max_ids_long_range": 1000,
+    "max_ids_per_task": 100_000,
+    "max_items_per_request": 1000,
+    "max_xcom_rows": 100_000,
+    "max_rows_per_request": 10_000_000,
+    "max_windows_per_request": 1_000_000,
+    "page_limit": 100_000,
+    "due_soon_days": 3650,
+    "max_consecutive_failures": 1000,
+    "row_group_rows": 10_000_000,
+}
+
+
 def check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
-    """``value`` when it is an int >= 1 (or None with ``allow_none``); else an error naming ``name``."""
+    """``value`` when it is an int from 1 to its :data:`ARGUMENT_MAXIMA` (or None with
+    ``allow_none``); else an error naming ``name``."""
     if value is None and allow_none:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ButlrConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    largest = ARGUMENT_MAXIMA.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (largest and value > largest):
+        bound = f" (at most {largest})" if largest else ""
+        raise ButlrConfigurationError(f"{name} must be a positive integer{bound}, got {value!r}")
     return value
 
 

@@ -28,6 +28,7 @@ from airflow_provider_butlr.hooks.options import ClientOptions
 from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan
 from airflow_provider_butlr.reporting.times import format_instant
+from airflow_provider_butlr.reporting.validation import check_positive_int
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -46,11 +47,20 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-def seconds_of(value: timedelta | float | int, name: str) -> float:
+DAY = 86_400.0
+MAX_TIMEOUT = 366 * DAY  # a sensor's timeout and grace period: at most a year (absurd values refused)
+
+
+def seconds_of(value: timedelta | float | int, name: str, largest: float = MAX_TIMEOUT) -> float:
+    """Seconds from a number or a timedelta: finite, from 0 to ``largest``; else an error naming ``name``."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds <= largest  # NaN and infinity fail this comparison too
+    ):
         raise ButlrConfigurationError(
-            f"{name} {value!r} must be a non-negative number of seconds or a timedelta"
+            f"{name} {value!r} must be a number of seconds or a timedelta from 0 to {largest:g} s"
         )
     return float(seconds)
 
@@ -84,13 +94,14 @@ class ButlrPollingSensor(BaseSensorOperator):
         hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # before Airflow's own checks, which let 1e300 or infinity through to an OverflowError
+        for name, largest in (("timeout", MAX_TIMEOUT), ("poke_interval", DAY), ("max_wait", MAX_TIMEOUT)):
+            if kwargs.get(name) is not None:
+                seconds_of(kwargs[name], name, largest)
         super().__init__(**kwargs)
         self.butlr_conn_id = butlr_conn_id
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
-        if not isinstance(max_consecutive_failures, int) or max_consecutive_failures < 1:
-            raise ButlrConfigurationError(
-                f"max_consecutive_failures {max_consecutive_failures!r} must be a whole number >= 1"
-            )
+        check_positive_int(max_consecutive_failures, "max_consecutive_failures")
         params = {**(hook_params or {}), **({} if max_retries is None else {"max_retries": max_retries})}
         self.hook_params = ClientOptions.from_hook_params(params).as_hook_params()  # refused here if wrong
         self.max_consecutive_failures = max_consecutive_failures

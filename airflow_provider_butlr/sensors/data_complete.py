@@ -19,7 +19,7 @@ from airflow_provider_butlr.reporting.planning import BatchLimits, split_ids
 from airflow_provider_butlr.reporting.times import format_instant
 from airflow_provider_butlr.reporting.validation import parse_every, validate_ids, validate_measurements
 from airflow_provider_butlr.reporting.windows import TIME_CHECKS, local_day_on, resolve_window
-from airflow_provider_butlr.sensors.base import ButlrPollingSensor, asset_arguments, seconds_of
+from airflow_provider_butlr.sensors.base import DAY, ButlrPollingSensor, asset_arguments, seconds_of
 
 
 def _check_measurement_kinds(measurement: str, assets: Mapping[str, Any]) -> None:
@@ -108,7 +108,7 @@ class ButlrDataCompleteSensor(ButlrPollingSensor):
         self.local_day, self.days, self.timezone = local_day, days, timezone
         run_checks(self, self.checks, final=False)
         self.grace_period = seconds_of(grace_period, "grace_period")
-        self.check_span = seconds_of(check_span, "check_span")
+        self.check_span = seconds_of(check_span, "check_span", 31 * DAY)
         if self.check_span <= 0:
             raise ButlrConfigurationError(f"check_span {check_span!r} must be longer than zero")
         self.check_every = check_every

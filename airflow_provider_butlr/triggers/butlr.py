@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,9 +27,11 @@ from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan
 from airflow_provider_butlr.polling.sharing import aligned_wait
 from airflow_provider_butlr.reporting.times import format_instant
+from airflow_provider_butlr.reporting.validation import check_positive_int
 from airflow_provider_butlr.triggers.events import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_MAX_RESPONSE_BYTES,
+    MAX_POLL_INTERVAL,
 )
 from airflow_provider_butlr.triggers.failures import describe_failure, is_permanent
 
@@ -72,12 +75,13 @@ class ButlrTrigger(BaseTrigger):
         share_polls: bool = True,
     ) -> None:
         super().__init__()
-        if poll_interval <= 0:
-            raise ButlrConfigurationError(f"poll_interval {poll_interval!r} must be > 0 seconds")
-        if max_consecutive_failures < 1:
+        if not 0 < poll_interval <= MAX_POLL_INTERVAL:  # NaN and infinity fail this comparison too
             raise ButlrConfigurationError(
-                f"max_consecutive_failures {max_consecutive_failures!r} must be >= 1"
+                f"poll_interval {poll_interval!r} must be above 0 and at most {MAX_POLL_INTERVAL:g} seconds"
             )
+        check_positive_int(max_consecutive_failures, "max_consecutive_failures")
+        if not math.isfinite(float(deadline)):
+            raise ButlrConfigurationError(f"deadline {deadline!r} must be a finite Unix time")
         PollPlan.from_dict(plan)  # validate early: a bad plan fails at defer time, on the worker
         self.plan = plan
         self.deadline = float(deadline)

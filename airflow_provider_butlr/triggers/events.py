@@ -9,3 +9,4 @@ from __future__ import annotations
 EVENT_STATUSES = ("success", "error", "timeout")
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+MAX_POLL_INTERVAL = 86_400.0  # a day between polls at the most (absurd values are refused by name)

@@ -34,6 +34,7 @@ are logged and polling goes on (an event trigger has no task to fail).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from typing import Any
@@ -51,6 +52,7 @@ from airflow_provider_butlr.polling.occupancy import (
 )
 from airflow_provider_butlr.polling.plans import PollPlan
 from airflow_provider_butlr.polling.sharing import aligned_wait
+from airflow_provider_butlr.triggers.events import MAX_POLL_INTERVAL
 from airflow_provider_butlr.triggers.failures import describe_failure
 
 try:  # Airflow >= 3.0 (event-driven scheduling); the import guard keeps the module importable
@@ -117,8 +119,12 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         self.kind, self.ids = _selected(rooms, floors, zones)
         if op not in COMPARATORS:
             raise ButlrConfigurationError(f"op {op!r} is not one of {', '.join(COMPARATORS)}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ButlrConfigurationError(f"threshold must be a number, got {threshold!r}")
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
+        ):
+            raise ButlrConfigurationError(f"threshold must be a finite number, got {threshold!r}")
         if isinstance(for_minutes, bool) or not isinstance(for_minutes, int) or for_minutes < 1:
             raise ButlrConfigurationError(f"for_minutes must be a whole number >= 1, got {for_minutes!r}")
         self.watch = OccupancyWatch(
@@ -132,9 +138,11 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         if (
             isinstance(poll_interval, bool)
             or not isinstance(poll_interval, (int, float))
-            or poll_interval <= 0
+            or not 0 < poll_interval <= MAX_POLL_INTERVAL
         ):
-            raise ButlrConfigurationError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+            raise ButlrConfigurationError(
+                f"poll_interval must be above 0 and at most {MAX_POLL_INTERVAL:g} seconds, got {poll_interval!r}"
+            )
         if site is not None and (not isinstance(site, str) or not site.strip()):
             raise ButlrConfigurationError(f"site must be a Butlr site id or None, got {site!r}")
         self.op, self.threshold, self.for_minutes = op, float(threshold), for_minutes

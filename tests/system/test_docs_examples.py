@@ -77,7 +77,15 @@ def rendered(dag: Any, task: Any) -> tuple[Any, dict[str, Any]]:
         ),
         (
             "sensors.md",
-            {"wait_for_day", "wait_for_window", "room_empty", "over_capacity", "busy_afternoon", "new_site"},
+            {
+                "wait_for_day",
+                "export_day",
+                "wait_for_window",
+                "room_empty",
+                "over_capacity",
+                "busy_afternoon",
+                "new_site",
+            },
         ),
     ],
 )
@@ -126,6 +134,7 @@ def test_operator_examples_run_against_the_emulator(butlr_conn: Any, tmp_path: P
 
 def test_sensor_examples_plan_and_the_past_windows_are_complete(butlr_conn: Any, tmp_path: Path) -> None:
     dag, tasks = build("sensors.md", tmp_path)
+    export_day = tasks.pop("export_day")  # the operator the example chains after its sensor
     for task in tasks.values():
         assert task.deferrable is (task.task_id != "wait_for_window")
         task, context = rendered(dag, task)
@@ -135,10 +144,12 @@ def test_sensor_examples_plan_and_the_past_windows_are_complete(butlr_conn: Any,
         assert task.poke(context), task_id
     task, context = rendered(dag, tasks["new_site"])
     assert not task.poke(context)  # the emulator has 3 sites, not more: the callable says no
-    assert tasks["wait_for_day"].resolve_window(context)[:2] == (
-        datetime(2025, 3, 9, 5, tzinfo=UTC),
-        datetime(2025, 3, 10, 4, tzinfo=UTC),
-    )
+    day = (datetime(2025, 3, 9, 5, tzinfo=UTC), datetime(2025, 3, 10, 4, tzinfo=UTC))  # NY, 23 h (DST)
+    assert tasks["wait_for_day"].resolve_window(context)[:2] == day
+    # the same three window arguments give the operator the same window
+    export_day, context = rendered(dag, export_day)
+    assert export_day._window(context, "America/New_York") == day
+    assert tasks["wait_for_day"].downstream_task_ids == {"export_day"}
 
 
 def test_readme_operator_and_sensor_examples_are_the_tested_ones() -> None:

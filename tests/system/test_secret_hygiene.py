@@ -49,6 +49,7 @@ EXAMPLE_DAGS = REPO / "example_dags"
 CLIENT_SECRET = "hyg-client-secret-Qx7Wv2Lp9Tz4Nd6"
 PASSWORD = "hyg-user-password-Rk3Nb8Jm5Yc1Hs0"
 WRONG_SECRET = "hyg-wrong-secret-Ub6Hs0Ke4Fa9Pq2"
+WEBHOOK_KEY = "hyg-webhook-key-Tc8Rm3Vz6Jq1Wd5"  # the webhook receiver's shared key (subscription DAG)
 CANARY_DAG_ID = "butlr_secret_canary"
 RUNNER_TIMEOUT = 420  # seconds for all scenarios together
 
@@ -152,6 +153,15 @@ def _run_scenarios(out_dir: Path) -> None:
     example_ids = sorted(dag_id for dag_id in dags if dag_id != CANARY_DAG_ID)
     results: list[dict[str, Any]] = []
     with ButlrEmulator(port=0, client_secret=CLIENT_SECRET, password=PASSWORD) as emu:
+        # the webhook receiver's connection: the subscription DAG sends its key to Butlr, and only there
+        os.environ["AIRFLOW_CONN_BUTLR_WEBHOOK_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "generic",
+                "host": "https://airflow.example.com/butlr/webhooks",
+                "password": WEBHOOK_KEY,
+                "extra": {"org_id": emu.org.id},
+            }
+        )
         for scenario in scenarios(example_ids):
             emu.faults.clear()
             if scenario.setup == "revoke_all":
@@ -224,7 +234,12 @@ class HygieneRun:
 
     @property
     def needles(self) -> dict[str, str]:
-        named = {"client secret": CLIENT_SECRET, "password": PASSWORD, "wrong secret": WRONG_SECRET}
+        named = {
+            "client secret": CLIENT_SECRET,
+            "password": PASSWORD,
+            "wrong secret": WRONG_SECRET,
+            "webhook key": WEBHOOK_KEY,
+        }
         named.update({f"token #{i}": token for i, token in enumerate(self.tokens)})
         return named
 

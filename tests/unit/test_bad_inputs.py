@@ -431,7 +431,19 @@ CASES = [
         "zero ids per request",
         lambda e: reporting(e, max_ids_per_request=0),
         ButlrConfigurationError,
-        (r"max_ids_per_request must be a positive integer, got 0",),
+        (r"max_ids_per_request must be a positive integer \(at most 1000\), got 0",),
+    ),
+    Case(
+        "absurd ids per task",
+        lambda e: reporting(e, max_ids_per_task=10**15),
+        ButlrConfigurationError,
+        (r"max_ids_per_task must be a positive integer \(at most 100000\), got 1000000000000000",),
+    ),
+    Case(
+        "absurd XCom rows",
+        lambda e: reporting(e, max_xcom_rows=10**12),
+        ButlrConfigurationError,
+        (r"max_xcom_rows must be a positive integer \(at most 100000\)",),
     ),
     # --- stats and GraphQL operators ---------------------------------------------------------------
     Case(

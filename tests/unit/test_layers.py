@@ -3,8 +3,9 @@
 Every import of every module counts: at the top, inside functions and under ``TYPE_CHECKING``.
 
 * ``common`` (pure helpers) and ``exceptions`` are leaves every layer may use;
-* ``reporting`` (the Butlr domain) and ``polling`` (poll plans and conditions) import neither
-  ``client``, ``hooks``, the Airflow classes nor Airflow itself;
+* ``reporting`` (the Butlr domain), ``polling`` (poll plans and conditions) and ``push`` (webhook
+  payloads, dedup, subscriptions) import neither ``client``, ``hooks``, the Airflow classes nor Airflow
+  itself;
 * ``client`` (transport and auth) is used only by ``hooks``;
 * the Airflow classes (operators, sensors, triggers, assets, lineage) reach the API through ``hooks``;
 * ``testing`` (the emulator) imports nothing of the provider.
@@ -16,6 +17,8 @@ import ast
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
 
 PACKAGE = "airflow_provider_butlr"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
@@ -33,10 +36,12 @@ FOLDERS = {
     "client": "client",
     "reporting": "reporting",
     "polling": "polling",
+    "push": "push",
     "hooks": "hooks",
     "operators": "airflow",
     "sensors": "airflow",
     "triggers": "airflow",
+    "webhooks": "airflow",  # the receiver plugin (Airflow's api-server)
     "testing": "testing",
 }
 ALLOWED = {
@@ -45,12 +50,13 @@ ALLOWED = {
     "common": {"exceptions"},
     "reporting": {"facts", "exceptions", "common", "reporting"},
     "polling": {"facts", "exceptions", "common", "reporting", "polling"},
+    "push": {"facts", "exceptions", "common", "reporting", "polling", "push"},
     "client": {"facts", "exceptions", "common", "client"},
-    "hooks": {"facts", "exceptions", "common", "client", "reporting", "polling", "hooks"},
-    "airflow": {"facts", "exceptions", "common", "reporting", "polling", "hooks", "airflow"},
+    "hooks": {"facts", "exceptions", "common", "client", "reporting", "polling", "push", "hooks"},
+    "airflow": {"facts", "exceptions", "common", "reporting", "polling", "push", "hooks", "airflow"},
     "testing": {"testing"},
 }
-WITHOUT_AIRFLOW = {"common", "reporting", "polling", "testing"}  # pure: never import Airflow itself
+WITHOUT_AIRFLOW = {"common", "reporting", "polling", "push", "testing"}  # pure: never import Airflow itself
 
 
 def module_name(path: Path) -> str:
@@ -125,6 +131,8 @@ def test_every_import_keeps_the_layers() -> None:
         (f"{PACKAGE}.client.flow", "client"),
         (f"{PACKAGE}.reporting.answer", "reporting"),
         (f"{PACKAGE}.operators.butlr", "airflow"),
+        (f"{PACKAGE}.push.streams", "push"),
+        (f"{PACKAGE}.webhooks.receiver", "airflow"),
         (f"{PACKAGE}.exchange", None),  # a flat module outside the layers is itself a violation
     ],
 )

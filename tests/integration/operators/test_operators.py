@@ -242,7 +242,7 @@ def test_reporting_and_stats_template_ids_and_time_bounds() -> None:
         ),
         (
             lambda: ButlrDeviceHealthOperator(task_id="t", max_critical_batteries=-1),
-            r"max_critical_batteries must be an integer >= 0",
+            r"max_critical_batteries must be an integer from 0 to 1000000",
         ),
         (
             lambda: ButlrDeviceHealthOperator(task_id="t", floors=["room_1"]),

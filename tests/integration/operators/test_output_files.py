@@ -193,9 +193,9 @@ def test_an_unwritable_object_storage_target_fails_before_any_request(
     butlr_conn: Any, unwritable: Path
 ) -> None:
     uri = (unwritable / "day.parquet").as_uri()
-    with pytest.raises(
-        ButlrConfigurationError, match=rf"output_path '{uri}' cannot be written \(.*output_conn_id"
-    ):
+    # Airflow 3.2+ builds an object-storage path for file:// (the message points to output_conn_id);
+    # 3.0/3.1's ObjectStoragePath is an os.PathLike there and gets the local folder's message
+    with pytest.raises(ButlrConfigurationError, match=rf"output_path '{uri}' cannot be written[ :(]"):
         export(butlr_conn, "/unused", output_path=uri)
     assert butlr_conn.counters.total == 0
 
@@ -243,9 +243,14 @@ def test_a_full_disk_mid_export_names_output_path_and_leaves_no_file(butlr_conn:
 def logged_export_line(capsys: pytest.CaptureFixture[str]) -> str:
     """The operator's "Exported ..." message (Airflow 3's task logger writes through structlog)."""
     out = capsys.readouterr()
-    (line,) = [text for text in (out.out + out.err).splitlines() if "Exported " in text]
-    message = line[line.index("Exported ") :]
-    return message.split(" [airflow.")[0].rstrip()
+    lines = [text for text in (out.out + out.err).splitlines() if "Exported " in text]
+    # one message (Airflow 3.0's console logging may print it twice, once as the record's args tuple)
+    messages = {
+        line[line.index("Exported ") :].split(" [airflow.")[0].rstrip().rstrip("'\",)") for line in lines
+    }
+    assert len(messages) == 1, messages
+    (message,) = messages
+    return message
 
 
 def test_floor_traffic_log_counts_assets_by_kind_and_says_rows_are_per_sensor(

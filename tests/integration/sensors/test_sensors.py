@@ -318,6 +318,32 @@ def test_completeness_argument_errors_name_the_argument(butlr_conn: Any, kwargs:
         completeness_sensor(butlr_conn, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"timeout": 1e300},
+            r"timeout 1e\+300 must be a number of seconds or a timedelta from 0 to 3\.16224e\+07 s",
+        ),
+        ({"timeout": float("inf")}, "timeout inf must be"),
+        ({"poke_interval": 1e12}, "poke_interval 1000000000000.0 must be"),
+        ({"grace_period": timedelta(days=10**6)}, "grace_period .* must be"),
+        ({"grace_period": float("nan")}, "grace_period nan must be"),
+        ({"check_span": timedelta(days=400)}, r"check_span .* from 0 to 2\.6784e\+06 s"),
+        (
+            {"max_consecutive_failures": 10**9},
+            r"max_consecutive_failures must be a positive integer \(at most 1000\)",
+        ),
+        ({"max_ids_per_request": 10**12}, r"max_ids_per_request must be a positive integer \(at most 1000\)"),
+    ],
+)
+def test_absurd_sensor_numbers_are_refused_by_name(butlr_conn: Any, kwargs: dict, message: str) -> None:
+    """Before: a timeout of 1e300 or infinity reached ``timedelta`` at deferral (OverflowError)."""
+    with pytest.raises(ButlrConfigurationError, match=message):
+        completeness_sensor(butlr_conn, **kwargs)
+    assert butlr_conn.counters.total == 0
+
+
 def test_wrong_id_kind_is_refused_at_plan_time(butlr_conn: Any) -> None:
     sensor = completeness_sensor(butlr_conn, rooms=["space_abc"], floors=None)
     with pytest.raises(ButlrConfigurationError, match="rooms: 'space_abc' is not a room id"):

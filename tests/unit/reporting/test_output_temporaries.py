@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_butlr.reporting.output import files
 from airflow_provider_butlr.reporting.output.files import write_rows
+
+pytestmark = pytest.mark.airflow_independent  # pure: run once, not per Airflow minor
 
 ROWS = [{"time": "2025-01-01T00:00:00Z", "value": 1}]
 

@@ -300,9 +300,14 @@ def test_batch_limits_follow_butlr_guidance_and_can_be_capped() -> None:
     raised = BatchLimits.from_args(40, 25)
     assert (raised.for_span(timedelta(hours=1)), raised.for_span(timedelta(days=2))) == (40, 25)
     with pytest.raises(
-        ButlrConfigurationError, match="max_ids_per_request must be a positive integer, got 0"
+        ButlrConfigurationError,
+        match=r"max_ids_per_request must be a positive integer \(at most 1000\), got 0",
     ):
         BatchLimits.from_args(0)
+    with pytest.raises(
+        ButlrConfigurationError, match=r"max_ids_per_request .*at most 1000.*got 1000000000000"
+    ):
+        BatchLimits.from_args(10**12)  # absurd values are refused by name, before any request
     with pytest.raises(ButlrConfigurationError, match="max_ids_long_range must be a positive integer"):
         BatchLimits.from_args(None, -1)
 

@@ -1,4 +1,4 @@
-"""Scenario 10: what the shared rate limit costs a request, per scope (issue 27).
+"""Scenario 11: what the shared rate limit costs a request, per scope (issue 27).
 
 Method: (1) the limiter alone: ``with limiter.sending(): pass`` (book a slot, then record the
 answer), timed per call, for the process's window (memory), the host's (a file of the token
