@@ -77,6 +77,10 @@ class MetadataDB:
     def dag_ids(self) -> list[str]:
         return [r[0] for r in self.rows("SELECT dag_id FROM dag WHERE is_stale = 0 ORDER BY dag_id")]
 
+    def dag_files(self) -> list[str]:
+        """The DAG files parsed so far, relative to the DAGs folder."""
+        return [str(r[0]) for r in self.rows("SELECT DISTINCT relative_fileloc FROM dag WHERE is_stale = 0")]
+
     def import_errors(self) -> list[tuple[str, str]]:
         return [(str(r[0]), str(r[1])) for r in self.rows("SELECT filename, stacktrace FROM import_error")]
 
