@@ -227,7 +227,9 @@ async def test_exponential_backoff_spaces_polls_further_apart(butlr_conn: Any) -
         butlr_conn.counters.reset()
         return [later - earlier for earlier, later in itertools.pairwise(stamps)]
 
-    await run_to_end(make_trigger(NEVER_PLAN, duration=1.0, poll_interval=0.1))
+    await run_to_end(make_trigger(SITES_PLAN))  # the login first: its time is not a gap between polls
+    gaps()
+    await run_to_end(make_trigger(NEVER_PLAN, duration=1.5, poll_interval=0.1))
     steady = gaps()
     await run_to_end(make_trigger(NEVER_PLAN, duration=2.0, poll_interval=0.1, exponential_backoff=True))
     backoff = gaps()
