@@ -14,6 +14,7 @@ DEFAULT_BASE_URL = "https://api.butlr.io"
 DEFAULT_AUDIENCE = "https://butlrauth/"
 DEFAULT_TIMEOUT = 30
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_MAX_RATE_LIMIT_WAIT = 600  # seconds a request may wait out the server's rate limit (429s)
 # (least, largest) of each numeric connection extra: refused by name outside (client/settings.py),
 # and the form's minimum/maximum below.
 EXTRA_BOUNDS: dict[str, tuple[int, int]] = {
@@ -21,6 +22,7 @@ EXTRA_BOUNDS: dict[str, tuple[int, int]] = {
     "max_retries": (0, 50),
     "max_requests_per_minute": (1, 10_000),
     "max_response_bytes": (1024 * 1024, 4 * 1024**3),
+    "max_rate_limit_wait": (0, 86_400),
 }
 AUTH_TYPES = ("client_credentials", "password")
 
@@ -91,6 +93,25 @@ CONN_FIELDS: dict[str, Any] = {
             "minimum": EXTRA_BOUNDS["max_requests_per_minute"][0],
             "maximum": EXTRA_BOUNDS["max_requests_per_minute"][1],
         },
+    },
+    "max_rate_limit_wait": {
+        "label": "Max rate-limit wait (s)",
+        "description": "How long one request may wait out the server's rate limit (answers 429, "
+        "honouring Retry-After) before it fails; 429s never use up the retries. Bounded by the "
+        "task's execution_timeout.",
+        "schema": {
+            "type": ["integer", "null"],
+            "default": DEFAULT_MAX_RATE_LIMIT_WAIT,
+            "minimum": EXTRA_BOUNDS["max_rate_limit_wait"][0],
+            "maximum": EXTRA_BOUNDS["max_rate_limit_wait"][1],
+        },
+    },
+    "redis_conn_id": {
+        "label": "Redis connection id",
+        "description": "An Airflow Redis connection every host can reach (e.g. the Celery broker's "
+        "server): the rate limit and the login lock then hold for the whole deployment. "
+        "Needs airflow-provider-butlr[redis].",
+        "schema": {"type": ["string", "null"], "default": None},
     },
 }
 

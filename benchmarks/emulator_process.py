@@ -130,6 +130,16 @@ def _ops(emu: Any) -> dict[str, Any]:
         site = emu.org.site_of_floor(floor_id)
         return {"id": site.id, "timezone": site.timezone}
 
+    def rooms_by_site() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": site.id,
+                "timezone": site.timezone,
+                "rooms": [r.id for b in site.buildings for f in b.floors for r in f.rooms],
+            }
+            for site in emu.org.sites
+        ]
+
     return {
         "set_config": set_config,
         "logins": lambda: emu.counters.logins,
@@ -142,6 +152,8 @@ def _ops(emu: Any) -> dict[str, Any]:
         "clock_reset": lambda: emu.clock.reset(),
         "asset_ids": asset_ids,
         "site_of": site_of,
+        "rooms_by_site": rooms_by_site,
+        "request_times": lambda path: [r.timestamp for r in emu.counters.log if r.path == path],
     }
 
 

@@ -26,6 +26,8 @@ SCENARIOS = {
     "rate_limit": "benchmarks.s7_rate_limit",
     "formats": "benchmarks.s8_formats",
     "webhooks": "benchmarks.s10_webhooks",
+    "shared_polls": "benchmarks.s9_shared_polls",
+    "limiter": "benchmarks.s11_limiter",
 }
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -19,6 +19,11 @@ the 7 local days ending yesterday (business hours, weekdays), and ``summary`` wr
 The base path is the DAG param ``base_path`` (default: env ``BUTLR_EXPORT_BASE_PATH``, else a temp
 directory); it may be any ``ObjectStoragePath`` URI such as ``s3://bucket/butlr``. Re-running a
 day overwrites its files. Works against the real API or the bundled emulator (``scripts/demo.sh``).
+
+At scale (several workers, a backfill, one run per site): every task retries 3 times a minute apart,
+so a lost worker costs a retry, not the run (a re-run writes the same file); give the connection
+the extras ``max_requests_per_minute`` (the organisation's limit) and ``redis_conn_id`` (one limit
+and one login for every host), see docs/scale.md.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ EXPORTS: dict[str, dict[str, Any]] = {
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    # a lost worker (killed, evicted) fails its try: the next try, a minute later, writes the same files
+    default_args={"retries": 3, "retry_delay": pendulum.duration(minutes=1)},
     params={"base_path": Param(DEFAULT_BASE_PATH, type="string", description="Where the export files go.")},
     tags=["butlr", "example", "export"],
     doc_md=__doc__,

@@ -1,9 +1,12 @@
-"""A client-side request rate limit shared by every hook and thread of the process.
+"""The client-side request rate limit of a connection's credentials: per process, per host or per
+deployment (:func:`limiter` chooses).
 
 Butlr does not publish its rate limits (about 50 requests per minute for REST is the working
-estimate); a connection extra ``max_requests_per_minute`` turns this limit on. One
-:class:`RateLimiter` exists per key (API origin + credentials), so every hook, export worker thread
-and the async hook of one connection draw from the same allowance.
+estimate); a connection extra ``max_requests_per_minute`` turns this limit on. Every hook, export
+worker thread, task process and the triggerer of one host draw from one allowance (a window file
+in the token store's directory, :mod:`.limits.host`); with the extra ``redis_conn_id``, every host
+of the deployment does (:mod:`.limits.redis_limiter`). The process's own :class:`RateLimiter` stands
+in while neither can be reached.
 
 The limiter is a token bucket whose tokens come back one minute after they were spent (a rolling
 window): at most ``per_minute`` requests start in any 60 seconds, and a burst of up to
@@ -20,33 +23,27 @@ the server more than a minute after the one before it, however late that one was
 
 from __future__ import annotations
 
-import asyncio
-import math
+import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable
 
+from airflow_provider_butlr.client.limits.base import BookingLimiter, SharedLimiter
+from airflow_provider_butlr.client.limits.host import HostLimiter
+from airflow_provider_butlr.client.limits.redis_backend import RedisConfig
+from airflow_provider_butlr.client.limits.redis_limiter import RedisLimiter
+from airflow_provider_butlr.client.limits.window import Window, hold_seconds
 from airflow_provider_butlr.client.messages import Answer
 from airflow_provider_butlr.client.retry import parse_retry_after
 from airflow_provider_butlr.client.settings import ButlrSettings
-
-WINDOW_SECONDS = 60.0
-MAX_HOLD = 3600.0  # the longest hold whatever a caller asks (the largest retry_after_cap a hook accepts)
-
-
-class _Slot:
-    """One booked request: when it started, then (once answered) when its answer came."""
-
-    __slots__ = ("at",)
-
-    def __init__(self, at: float) -> None:
-        self.at = at
+from airflow_provider_butlr.client.tokens.fernet import key_digest
+from airflow_provider_butlr.client.tokens.stores import host_store, token_directory
 
 
-class RateLimiter:
-    """At most ``per_minute`` acquisitions in any rolling minute; :meth:`acquire` waits for a slot."""
+class RateLimiter(BookingLimiter):
+    """At most ``per_minute`` requests in any rolling minute of this process; :meth:`acquire` waits."""
+
+    scope = "process"
 
     def __init__(
         self,
@@ -58,8 +55,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._slots: deque[_Slot] = deque()  # the last ``per_minute`` requests, in booking order
-        self._not_before = 0.0
+        self._window = Window()
         self.per_minute = per_minute
         self.set_rate(per_minute)
 
@@ -68,72 +64,34 @@ class RateLimiter:
             raise ValueError(f"max_requests_per_minute must be a positive integer, got {per_minute!r}")
         with self._lock:
             self.per_minute = per_minute
-            while len(self._slots) > per_minute:
-                self._slots.popleft()
+            del self._window.slots[:-per_minute]
 
-    def _book(self) -> tuple[float, _Slot]:
+    def book(self) -> tuple[float, int]:
+        slot = secrets.randbits(63)
         with self._lock:
             now = self._clock()
-            at = max(now, self._not_before)
-            if len(self._slots) >= self.per_minute:
-                at = max(at, self._slots.popleft().at + WINDOW_SECONDS)
-            if self._slots and at < self._slots[-1].at:
-                at = self._slots[-1].at
-            slot = _Slot(at)
-            self._slots.append(slot)
-            return at - now, slot
+            return self._window.book(slot, now, self.per_minute) - now, slot
 
-    def _answered(self, slot: _Slot) -> None:
+    def answered(self, slot: int) -> None:
         with self._lock:
-            slot.at = max(slot.at, self._clock())
-
-    def reserve(self) -> float:
-        """Book the next slot; the seconds to wait before sending (0 when one is free now)."""
-        return self._book()[0]
-
-    def acquire(self) -> float:
-        """Wait (sleeping) until this request may be sent; the seconds waited."""
-        delay = self.reserve()
-        if delay > 0:
-            self._sleep(delay)
-        return max(delay, 0.0)
-
-    async def aacquire(self) -> float:
-        """:meth:`acquire` for the async hook (awaits instead of sleeping)."""
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return max(delay, 0.0)
-
-    @contextmanager
-    def sending(self) -> Iterator[float]:
-        """Wait for a slot, send in the block; the slot comes back a minute after the block ends."""
-        delay, slot = self._book()
-        if delay > 0:
-            self._sleep(delay)
-        try:
-            yield max(delay, 0.0)
-        finally:
-            self._answered(slot)
-
-    @asynccontextmanager
-    async def asending(self) -> AsyncIterator[float]:
-        """:meth:`sending` for the async hook."""
-        delay, slot = self._book()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        try:
-            yield max(delay, 0.0)
-        finally:
-            self._answered(slot)
+            self._window.answered(slot, self._clock())
 
     def hold(self, seconds: float) -> None:
         """No new request starts within ``seconds`` (a server's ``Retry-After``, for every caller);
         at most :data:`MAX_HOLD` seconds, and a non-finite value holds nothing."""
-        if not math.isfinite(seconds):
-            return
-        with self._lock:
-            self._not_before = max(self._not_before, self._clock() + min(max(0.0, seconds), MAX_HOLD))
+        bounded = hold_seconds(seconds)
+        if bounded is not None:
+            with self._lock:
+                self._window.hold(self._clock() + bounded)
+
+    async def abook(self) -> tuple[float, int]:
+        return self.book()  # in memory: no thread needed
+
+    async def aanswered(self, slot: int) -> None:
+        self.answered(slot)
+
+    async def ahold(self, seconds: float) -> None:
+        self.hold(seconds)
 
 
 _LIMITERS: dict[str, RateLimiter] = {}
@@ -156,24 +114,68 @@ def limiter_for(key: str, per_minute: int | None) -> RateLimiter | None:
         return limiter
 
 
+_SHARED: dict[tuple[str, str, RedisConfig | None], BookingLimiter] = {}
+
+
 def clear() -> None:
     """Forget every limiter (tests)."""
     with _REGISTRY_LOCK:
         _LIMITERS.clear()
+        _SHARED.clear()
 
 
-def limiter(settings: ButlrSettings) -> RateLimiter | None:
-    """The process-wide limiter of this connection's credentials (None: extra max_requests_per_minute unset)."""
-    if not settings.max_requests_per_minute:
+def limiter(settings: ButlrSettings, redis: RedisConfig | None = None) -> BookingLimiter | None:
+    """The limiter of this connection's credentials; None (no cost at all) when the extra
+    ``max_requests_per_minute`` is unset.
+
+    The limit holds for the whole deployment through Redis (``redis``: the connection of the extra
+    ``redis_conn_id``), else for the host through a file in the token store's directory, and for
+    this process alone only while neither can be reached.
+    """
+    per_minute = settings.max_requests_per_minute
+    if not per_minute:
         return None
-    return limiter_for(settings.limiter_key, settings.max_requests_per_minute)
+    process = limiter_for(settings.limiter_key, per_minute)
+    assert process is not None
+    directory = token_directory(settings)
+    key = (settings.limiter_key, str(directory), redis)
+    with _REGISTRY_LOCK:
+        shared = _SHARED.get(key)
+        if shared is None:
+            store = host_store(directory)
+            name = f"{key_digest(settings.cache_key)}.rate"
+            shared = HostLimiter(lambda: store.open_record(name), per_minute, process)
+            if redis is not None:
+                shared = RedisLimiter(redis, settings.limiter_key, per_minute, shared)
+            _SHARED[key] = shared
+        layer: BookingLimiter | None = shared
+        while isinstance(layer, SharedLimiter):  # a changed limit applies at once, at every level
+            layer.per_minute = per_minute
+            layer = layer.fallback
+        return shared
 
 
-def pace_after(answer: Answer, rate: RateLimiter | None, cap: float) -> Answer:
-    """A 429 with ``Retry-After`` pauses every caller sharing the limiter, not only this one, for as
-    long as the retry waits: the header's seconds, at most ``cap`` (the hook's ``retry_after_cap``)."""
-    if rate is not None and answer.status == 429:
-        seconds = parse_retry_after(answer.headers.get("Retry-After"))
-        if seconds:
-            rate.hold(min(seconds, cap))
+def _hold_for(answer: Answer, cap: float) -> float | None:
+    """The hold a 429 asks for: its ``Retry-After`` seconds, at most ``cap``; None for anything else."""
+    if answer.status != 429:
+        return None
+    seconds = parse_retry_after(answer.headers.get("Retry-After"))
+    return min(seconds, cap) if seconds else None
+
+
+def pace_after(answer: Answer, rate: BookingLimiter | None, cap: float) -> Answer:
+    """A 429 with ``Retry-After`` pauses every caller sharing the limiter (every process of the host,
+    or every host), not only this one, for as long as the retry waits: the header's seconds, at most
+    ``cap`` (the hook's ``retry_after_cap``)."""
+    seconds = _hold_for(answer, cap) if rate is not None else None
+    if rate is not None and seconds:
+        rate.hold(seconds)
+    return answer
+
+
+async def apace_after(answer: Answer, rate: BookingLimiter | None, cap: float) -> Answer:
+    """:func:`pace_after` for the event loop."""
+    seconds = _hold_for(answer, cap) if rate is not None else None
+    if rate is not None and seconds:
+        await rate.ahold(seconds)
     return answer

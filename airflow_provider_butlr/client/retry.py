@@ -22,6 +22,7 @@ import tenacity
 from tenacity.wait import wait_base
 
 from airflow_provider_butlr.client.advice import cause_text, check_hint, network_cause
+from airflow_provider_butlr.client.limits.budget import RateLimitWaits
 from airflow_provider_butlr.exceptions import (
     ButlrAPIError,
     ButlrAuthError,
@@ -143,7 +144,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class wait_retry_after_or_backoff(wait_base):
-    """Honour the server's ``Retry-After`` (capped); otherwise exponential backoff with jitter."""
+    """Honour the server's ``Retry-After`` (capped); otherwise exponential backoff with jitter.
+
+    A 429's ``Retry-After`` is honoured as it is the first time, and as a floor after that: a
+    repeated 429 waits at least the backoff too, so a server that keeps answering ``Retry-After: 0``
+    is not asked again and again within the call's time budget.
+    """
 
     def __init__(self, *, initial: float, maximum: float, retry_after_cap: float) -> None:
         self._initial = initial
@@ -153,10 +159,13 @@ class wait_retry_after_or_backoff(wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(retry_after, self._cap))
         exponent = min(retry_state.attempt_number - 1, 30)
         backoff = min(self._maximum, self._initial * 2**exponent)
+        if retry_after is not None:
+            honoured = float(min(retry_after, self._cap))
+            if is_rate_limited(exc) and exponent > 0:
+                return max(honoured, backoff / 2)  # the backoff of the attempt before
+            return honoured
         return backoff + random.uniform(0, min(self._initial, self._maximum))
 
 
@@ -227,6 +236,8 @@ class RetryPolicy:
     wait_max: float = 30.0
     retry_after_cap: float = 60.0
     unreachable_retries: int | None = None  # fewer retries when no connection can be made (logins)
+    rate_limit_wait: float = 600.0  # seconds one call may wait out answers 429 (they use no retry)
+    not_after: float | None = None  # Unix time no wait may pass (the task's execution_timeout)
 
     @property
     def max_attempts(self) -> int:
@@ -238,22 +249,41 @@ class RetryPolicy:
             return min(self.unreachable_retries, self.max_retries) + 1
         return self.max_attempts
 
-    def _kwargs(self, label: str) -> dict[str, Any]:
+    def waits(self) -> RateLimitWaits:
+        """A fresh tally of one call's waiting out of 429s (its time budget)."""
+        return RateLimitWaits(self.rate_limit_wait, self.not_after)
+
+    def _kwargs(self, label: str, waits: RateLimitWaits) -> dict[str, Any]:
         def log_retry(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             delay = state.next_action.sleep if state.next_action else 0.0
+            if is_rate_limited(exc):
+                log.warning(
+                    "Butlr %s: %s; rate-limited for %.0f s of the %.0f s allowed (%d answer(s) 429), "
+                    "retrying in %.2f s",
+                    label,
+                    describe(exc),
+                    waits.waited(),
+                    waits.budget,
+                    waits.answers,
+                    delay,
+                )
+                return
             log.warning(
                 "Butlr %s: %s; attempt %d of %d, retrying in %.2f s",
                 label,
                 describe(exc),
-                state.attempt_number,
+                waits.others,
                 self.attempts_for(exc),
                 delay,
             )
 
         def stop(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
-            return state.attempt_number >= self.attempts_for(exc)
+            if is_rate_limited(exc):  # waited out within a time budget: not an attempt that counts
+                return waits.spent(getattr(exc, "retry_after", None), state.upcoming_sleep)
+            waits.others += 1
+            return waits.others >= self.attempts_for(exc)
 
         return {
             "stop": stop,
@@ -265,16 +295,27 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, label: str, *, sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+    def retrying(
+        self,
+        label: str,
+        *,
+        sleep: Callable[[float], None] | None = None,
+        waits: RateLimitWaits | None = None,
+    ) -> tenacity.Retrying:
         """A fresh sync controller; ``label`` (e.g. ``POST /api/v3/reporting``) names the call in logs."""
-        kwargs = self._kwargs(label)
+        kwargs = self._kwargs(label, waits or self.waits())
         if sleep is not None:
             kwargs["sleep"] = sleep
         return tenacity.Retrying(**kwargs)
 
-    def async_retrying(self, label: str) -> tenacity.AsyncRetrying:
+    def async_retrying(self, label: str, *, waits: RateLimitWaits | None = None) -> tenacity.AsyncRetrying:
         """The async twin, for the trigger's httpx client."""
-        return tenacity.AsyncRetrying(**self._kwargs(label))
+        return tenacity.AsyncRetrying(**self._kwargs(label, waits or self.waits()))
+
+
+def is_rate_limited(exc: BaseException | None) -> bool:
+    """An answer 429 (waited out within a time budget, not counted as a failed attempt)."""
+    return isinstance(exc, TransientHTTPError) and exc.status == 429
 
 
 def give_up_error(
@@ -286,6 +327,7 @@ def give_up_error(
     max_retries: int,
     base_url: str | None = None,
     conn_id: str = "",
+    waits: RateLimitWaits | None = None,
 ) -> BaseException:
     """The user-facing error once the retry budget is spent (``exc`` itself if it is not transient):
     one line with the call, the cause and what to check on which connection.
@@ -311,6 +353,11 @@ def give_up_error(
         f"({max_retries} retries allowed): {describe(exc, base_url)}{hint}"
     )
     if isinstance(exc, TransientHTTPError) and exc.status == 429:
+        if waits is not None and waits.answers:
+            message = (
+                f"Butlr {method} {where} was still rate-limited (HTTP 429) after {attempts} attempt(s): "
+                f"{waits.describe()}{hint}"
+            )
         return ButlrRateLimitError(
             message,
             retry_after=exc.retry_after,
@@ -334,7 +381,11 @@ def status_error(status: int, detail: str, *, method: str, endpoint: str) -> But
 
 
 def _final_error(
-    exc: BaseException, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label
+    exc: BaseException,
+    retrying: tenacity.BaseRetrying,
+    policy: RetryPolicy,
+    label: Label,
+    waits: RateLimitWaits | None = None,
 ) -> BaseException:
     attempts = retrying.statistics.get("attempt_number", 1)
     return give_up_error(
@@ -345,17 +396,24 @@ def _final_error(
         conn_id=label[3],
         attempts=attempts,
         max_retries=policy.attempts_for(exc) - 1,
+        waits=waits,
     )
 
 
-def _final(exc: Exception, retrying: tenacity.BaseRetrying, policy: RetryPolicy, label: Label) -> Exception:
+def _final(
+    exc: Exception,
+    retrying: tenacity.BaseRetrying,
+    policy: RetryPolicy,
+    label: Label,
+    waits: RateLimitWaits | None = None,
+) -> Exception:
     """What to raise for a final failure: the one-line ButlrError that describes it.
 
     A ButlrError is raised without the retry machinery's frames and chained to nothing it does not
     explain (its message holds the cause); the whole chain stays in a DEBUG record. Anything else
     (a bug) is raised as it is, traceback and all.
     """
-    error = _final_error(exc, retrying, policy, label)
+    error = _final_error(exc, retrying, policy, label, waits)
     if not isinstance(error, ButlrError):
         return exc
     log.debug("Butlr %s %s: the final failure in full", label[0], label[1], exc_info=exc)
@@ -377,11 +435,12 @@ def with_retries(
     conn_id: str = "",
 ) -> T:
     """Run ``attempt`` under the retry policy; a final failure becomes a ButlrError naming the call."""
-    retrying = policy.retrying(f"{method} {endpoint}")
+    waits = policy.waits()
+    retrying = policy.retrying(f"{method} {endpoint}", waits=waits)
     try:
         return retrying(attempt)
     except Exception as exc:
-        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id), waits)  # noqa: B904
 
 
 async def awith_retries(
@@ -393,7 +452,8 @@ async def awith_retries(
     conn_id: str = "",
 ) -> T:
     """The async twin of :func:`with_retries`."""
-    retrying = policy.async_retrying(f"{method} {endpoint}")
+    waits = policy.waits()
+    retrying = policy.async_retrying(f"{method} {endpoint}", waits=waits)
 
     async def run_attempt() -> T:  # a coroutine function: tenacity runs plain callables synchronously
         return await attempt()
@@ -401,4 +461,4 @@ async def awith_retries(
     try:
         return await retrying(run_attempt)
     except Exception as exc:
-        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id))  # noqa: B904
+        raise _final(exc, retrying, policy, (method, endpoint, base_url, conn_id), waits)  # noqa: B904

@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from airflow_provider_butlr import (
     AUTH_TYPES,
     DEFAULT_AUDIENCE,
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     EXTRA_BOUNDS,
@@ -28,8 +30,10 @@ from airflow_provider_butlr.exceptions import ButlrConfigurationError
 EXTRA_PREFIX = "extra__butlr__"
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # one answer; larger ones fail naming the endpoint
 MIN_RESPONSE_BYTES = EXTRA_BOUNDS["max_response_bytes"][0]  # below, a read's own buffers pass 2x the cap
-# Where tokens are shared (client/tokens/stores.py): this process only, this host (default), or every host.
-TOKEN_CACHE_MODES = ("process", "host", "variable")
+# Where tokens are shared (client/tokens/stores.py): this process only, this host (default), or every
+# host (through an Airflow Variable, or through the Redis of extra.redis_conn_id).
+TOKEN_CACHE_MODES = ("process", "host", "variable", "redis")
+_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")  # Airflow's own rule for connection ids
 LOGIN_FIELD = "field login, shown as 'Client ID'"
 SECRET_FIELD = "field password, shown as 'Client Secret'"
 DEFAULT_TOKEN_CACHE = "host"
@@ -50,9 +54,11 @@ class ButlrSettings:
     max_retries_set: bool = False  # the connection names max_retries (a login then uses all of them)
     verify: bool | str = True
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    max_requests_per_minute: int | None = None  # client-side rate limit shared by the process (off)
+    max_requests_per_minute: int | None = None  # client-side rate limit (off): host- or deployment-wide
+    max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT  # seconds a request may wait out 429s
     token_cache: str = DEFAULT_TOKEN_CACHE
     token_cache_dir: str | None = None
+    redis_conn_id: str | None = None  # an Airflow Redis connection: the limit and logins of every host
 
     @cached_property  # settings are frozen: computed once, not on every request
     def secret_fingerprint(self) -> str:
@@ -236,7 +242,7 @@ def _verify_extra(extra: Mapping[str, Any], conn_id: str) -> bool | str:
 
 
 def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, str | None]:
-    """``token_cache`` (process, host or variable) and ``token_cache_dir`` (an absolute path)."""
+    """``token_cache`` (process, host, variable or redis) and ``token_cache_dir`` (an absolute path)."""
     raw_mode = _extra_value(extra, "token_cache")
     mode = DEFAULT_TOKEN_CACHE if raw_mode is None else str(raw_mode).strip().lower()
     if mode not in TOKEN_CACHE_MODES:
@@ -254,6 +260,23 @@ def _token_cache_extras(extra: Mapping[str, Any], conn_id: str) -> tuple[str, st
             f"({where(conn_id, 'extra.token_cache_dir')})"
         )
     return mode, directory
+
+
+def _redis_conn_id(extra: Mapping[str, Any], conn_id: str, token_cache: str) -> str | None:
+    """``redis_conn_id``: an Airflow connection id; ``token_cache: redis`` needs it."""
+    raw = _extra_value(extra, "redis_conn_id")
+    value = None if raw is None else str(raw).strip() or None
+    if value is not None and not _CONN_ID.fullmatch(value):
+        raise ButlrConfigurationError(
+            f"redis_conn_id {str(raw)[:80]!r} is not an Airflow connection id (letters, digits, _ . -) "
+            f"({where(conn_id, 'extra.redis_conn_id')})"
+        )
+    if value is None and token_cache == "redis":
+        raise ButlrConfigurationError(
+            "token_cache 'redis' needs extra.redis_conn_id, the Airflow Redis connection every host "
+            f"shares ({where(conn_id, 'extra.token_cache')})"
+        )
+    return value
 
 
 def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
@@ -309,8 +332,12 @@ def settings_from_fields(
         verify=_verify_extra(extra, conn_id),
         max_response_bytes=_int_extra(extra, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, conn_id),
         max_requests_per_minute=_int_extra(extra, "max_requests_per_minute", 0, conn_id, off=True) or None,
+        max_rate_limit_wait=float(
+            _int_extra(extra, "max_rate_limit_wait", DEFAULT_MAX_RATE_LIMIT_WAIT, conn_id)
+        ),
         token_cache=token_cache,
         token_cache_dir=token_cache_dir,
+        redis_conn_id=_redis_conn_id(extra, conn_id, token_cache),
     )
 
 

@@ -16,6 +16,7 @@ from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import CallOptions, make_call, url_for
 from airflow_provider_butlr.client.flow import authorised_flow, drive, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
+from airflow_provider_butlr.client.limits.redis_backend import RedisConfig
 from airflow_provider_butlr.client.messages import NEED_TOKEN, Answer, DropToken, Outcome, Outgoing, Step
 from airflow_provider_butlr.client.ratelimit import limiter, pace_after
 from airflow_provider_butlr.client.retry import RetryPolicy, describe, with_retries
@@ -25,7 +26,7 @@ from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE, mask_token
 from airflow_provider_butlr.client.tokens.model import AccessToken
 from airflow_provider_butlr.client.tokens.stores import TokenStore, store_for
 from airflow_provider_butlr.exceptions import ButlrDataError, ButlrError
-from airflow_provider_butlr.hooks.base import ButlrBaseHook
+from airflow_provider_butlr.hooks.base import ButlrBaseHook, task_deadline
 from airflow_provider_butlr.hooks.connection_form import connection_form_widgets, ui_field_behaviour
 from airflow_provider_butlr.hooks.webhooks import ButlrWebhooksMixin
 from airflow_provider_butlr.polling.answers import Verdict
@@ -99,9 +100,14 @@ class ButlrHook(ButlrWebhooksMixin, ButlrBaseHook):
         return settings_from_connection(self.get_butlr_connection(), self.butlr_conn_id)
 
     @cached_property
+    def shared_backend(self) -> RedisConfig | None:
+        """The Redis of the connection's ``redis_conn_id`` (None without it), resolved once."""
+        return self.redis_config(self.settings)
+
+    @cached_property
     def token_store(self) -> TokenStore | None:
         """Where tokens are shared beyond this process (the connection's ``token_cache``)."""
-        return store_for(self.settings)
+        return store_for(self.settings, self.shared_backend)
 
     @property
     def timeout(self) -> float:
@@ -109,13 +115,15 @@ class ButlrHook(ButlrWebhooksMixin, ButlrBaseHook):
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        return self.options.retry_policy_for(self.settings)
+        return self.options.retry_policy_for(self.settings, task_deadline())
 
     def for_worker(self) -> ButlrHook:
         """A hook for another thread: same connection (resolved once) and options, its own session."""
         worker = type(self)(self.butlr_conn_id)
         worker.options = self.options
         worker.settings = self.settings  # fills the cached property: no second lookup
+        worker.shared_backend = self.shared_backend
+        worker.retry_policy = self.retry_policy  # the task's deadline, read in the task's thread
         return worker
 
     # --- tokens --------------------------------------------------------------------------------
@@ -189,7 +197,7 @@ class ButlrHook(ButlrWebhooksMixin, ButlrBaseHook):
             return None
         if not isinstance(step, Outgoing):
             raise TypeError(f"unknown exchange step {step!r}")
-        rate = limiter(self.settings)
+        rate = limiter(self.settings, self.shared_backend)
         if rate is None:
             return self._transmit(step)
         with rate.sending():
@@ -327,7 +335,9 @@ class ButlrHook(ButlrWebhooksMixin, ButlrBaseHook):
                 self.get_butlr_connection(), self.butlr_conn_id, anonymous=True
             )
             quick = RetryPolicy(
-                max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries), wait_max=2.0
+                max_retries=min(TEST_CONNECTION_MAX_RETRIES, settings.max_retries),
+                wait_max=2.0,
+                rate_limit_wait=TEST_CONNECTION_TIMEOUT,
             )
             timeout = min(self.timeout, TEST_CONNECTION_TIMEOUT)
             token = self._login(settings, quick, timeout=timeout)

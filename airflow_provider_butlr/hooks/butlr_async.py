@@ -23,8 +23,9 @@ from airflow_provider_butlr.client.body import BodyReader
 from airflow_provider_butlr.client.calls import make_call
 from airflow_provider_butlr.client.flow import adrive, authorised_flow, login_endpoint, login_flow
 from airflow_provider_butlr.client.graphql import GRAPHQL_PATH, graphql_body, graphql_data
+from airflow_provider_butlr.client.limits.redis_backend import RedisConfig
 from airflow_provider_butlr.client.messages import NEED_TOKEN, Answer, DropToken, Outgoing, Step
-from airflow_provider_butlr.client.ratelimit import limiter, pace_after
+from airflow_provider_butlr.client.ratelimit import apace_after, limiter
 from airflow_provider_butlr.client.retry import DeadlineExceeded, awith_retries
 from airflow_provider_butlr.client.settings import ButlrSettings, settings_from_connection
 from airflow_provider_butlr.client.tokens.cache import TOKEN_CACHE, amask_token
@@ -54,6 +55,7 @@ class ButlrAsyncHook(ButlrBaseHook):
         self._settings: ButlrSettings | None = None
         self._client: httpx.AsyncClient | None = None
         self._store: TokenStore | object | None = _UNRESOLVED
+        self._redis: RedisConfig | None = None
 
     # --- connection, settings, client ----------------------------------------------------------
 
@@ -65,8 +67,20 @@ class ButlrAsyncHook(ButlrBaseHook):
             except AirflowNotFoundException as err:
                 raise connection_not_found(self.butlr_conn_id, err) from err
             extra = await get_async_extra_dejson(conn)
-            self._settings = settings_from_connection(conn, self.butlr_conn_id, extra)
+            settings = settings_from_connection(conn, self.butlr_conn_id, extra)
+            self._redis = await self._aredis_config(settings)
+            self._settings = settings
         return self._settings
+
+    async def _aredis_config(self, settings: ButlrSettings) -> RedisConfig | None:
+        """The Redis of the extra ``redis_conn_id``, read without blocking the event loop."""
+        if settings.redis_conn_id is None:
+            return None
+        try:
+            conn = await get_async_connection(settings.redis_conn_id)
+        except AirflowNotFoundException as err:
+            raise connection_not_found(settings.redis_conn_id, err) from err
+        return RedisConfig.from_connection(conn, settings.redis_conn_id)
 
     async def __aenter__(self) -> ButlrAsyncHook:
         settings = await self.aget_settings()
@@ -101,7 +115,7 @@ class ButlrAsyncHook(ButlrBaseHook):
     def _token_store(self, settings: ButlrSettings) -> TokenStore | None:
         """Where tokens are shared beyond this process, looked up once per hook."""
         if self._store is _UNRESOLVED:
-            self._store = store_for(settings)
+            self._store = store_for(settings, self._redis)
         return self._store  # type: ignore[return-value]
 
     async def aget_token(self) -> str:
@@ -139,13 +153,13 @@ class ButlrAsyncHook(ButlrBaseHook):
             raise TypeError(f"unknown exchange step {step!r}")
         settings = await self.aget_settings()
         seconds = step.timeout or self.options.timeout_for(settings)
-        rate = limiter(settings)
+        rate = limiter(settings, self._redis)
         async with rate.asending() if rate is not None else nullcontext():
             try:  # a total deadline: connect, headers and body
                 answer = await within(self._atransmit(step, seconds), seconds)
             except TimeoutError:
                 raise DeadlineExceeded(seconds) from None
-        return pace_after(answer, rate, self.options.retry_after_cap)
+        return await apace_after(answer, rate, self.options.retry_after_cap)
 
     async def _atransmit(self, out: Outgoing, seconds: float) -> Answer:
         """Send one request; the whole answer within the size cap (the caller bounds the time)."""
@@ -208,17 +222,16 @@ class ButlrAsyncHook(ButlrBaseHook):
 
     async def apoll(self, plan: PollPlan, now: float) -> tuple[Verdict, list[Any]]:
         """One poll of a plan (the triggerer's twin of ``ButlrHook.poll``)."""
-        settings = await self.aget_settings()
+        return await adrive(poll_flow(plan, now, time.time), self.apoll_request)
 
-        async def send(request: PollRequest) -> Any:
-            payload = await self.arequest_json(
-                request.method, request.endpoint, json=request.json, params=request.params
-            )
-            if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
-                graphql_data(payload, settings)
-            return payload
-
-        return await adrive(poll_flow(plan, now, time.time), send)
+    async def apoll_request(self, request: PollRequest) -> Any:
+        """One request of a poll: its JSON answer, a GraphQL answer with ``errors`` refused."""
+        payload = await self.arequest_json(
+            request.method, request.endpoint, json=request.json, params=request.params
+        )
+        if request.endpoint.rstrip("/").endswith(GRAPHQL_PATH):
+            graphql_data(payload, await self.aget_settings())
+        return payload
 
     async def aget_topology(self) -> Topology:
         """Sites -> buildings -> floors -> rooms/zones (the sync hook's ``get_topology``)."""

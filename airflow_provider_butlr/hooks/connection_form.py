@@ -74,4 +74,18 @@ def connection_form_widgets() -> dict[str, Any]:
             validators=[Optional(), number_range("max_requests_per_minute")],
             description=description("max_requests_per_minute"),
         ),
+        "max_rate_limit_wait": IntegerField(
+            label("max_rate_limit_wait"),
+            widget=BS3TextFieldWidget(),
+            default=CONN_FIELDS["max_rate_limit_wait"]["schema"]["default"],
+            validators=[Optional(), number_range("max_rate_limit_wait")],
+            description=description("max_rate_limit_wait"),
+        ),
+        "redis_conn_id": StringField(
+            label("redis_conn_id"),
+            widget=BS3TextFieldWidget(),
+            default=None,
+            validators=[Optional()],
+            description=description("redis_conn_id"),
+        ),
     }

@@ -19,6 +19,7 @@ OPTION_BOUNDS: dict[str, tuple[float, float]] = {
     "retry_wait_initial": (0.0, 300.0),
     "retry_wait_max": (0.0, 3600.0),
     "retry_after_cap": (0.0, 3600.0),
+    "max_rate_limit_wait": (0.0, 86_400.0),
 }
 
 
@@ -35,11 +36,12 @@ class ClientOptions:
     retry_wait_initial: float = 0.5
     retry_wait_max: float = 30.0
     retry_after_cap: float = 60.0
+    max_rate_limit_wait: float | None = None  # seconds one call may wait out 429s (else the connection's)
 
     def __post_init__(self) -> None:
         for name, (least, largest) in OPTION_BOUNDS.items():
             value = getattr(self, name)
-            if value is None and name in ("timeout", "max_retries"):
+            if value is None and name in ("timeout", "max_retries", "max_rate_limit_wait"):
                 continue
             whole = name == "max_retries"
             kinds = (int,) if whole else (int, float)
@@ -82,12 +84,18 @@ class ClientOptions:
             return policy
         return replace(policy, unreachable_retries=min(LOGIN_UNREACHABLE_RETRIES, policy.max_retries))
 
-    def retry_policy_for(self, settings: ButlrSettings) -> RetryPolicy:
-        """The retry policy: ``max_retries`` from the override, else from the connection."""
+    def retry_policy_for(self, settings: ButlrSettings, not_after: float | None = None) -> RetryPolicy:
+        """The retry policy: ``max_retries`` from the override, else from the connection; answers 429
+        waited out for the connection's ``max_rate_limit_wait``, never past ``not_after`` (the task's
+        ``execution_timeout``)."""
         max_retries = settings.max_retries if self.max_retries is None else self.max_retries
         return RetryPolicy(
             max_retries=max_retries,
             wait_initial=self.retry_wait_initial,
             wait_max=self.retry_wait_max,
             retry_after_cap=self.retry_after_cap,
+            rate_limit_wait=(
+                settings.max_rate_limit_wait if self.max_rate_limit_wait is None else self.max_rate_limit_wait
+            ),
+            not_after=not_after,
         )

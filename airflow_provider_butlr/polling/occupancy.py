@@ -54,8 +54,9 @@ def minute_median_requests(
     ``lookback`` seconds, per measurement and id batch (traffic calibrated). Shared by the occupancy
     sensor and the event trigger; each request is re-timed to "now" when rendered."""
     requests = []
+    batch = limits.for_span(timedelta(seconds=lookback))
     for measurement in measurements:
-        for chunk in split_ids(ids, limits.for_span(timedelta(seconds=lookback))):
+        for chunk in split_ids(ids, batch):
             body = build_reporting_body(
                 measurement=measurement,
                 kind=kind,
@@ -68,7 +69,9 @@ def minute_median_requests(
                 calibrated="true" if measurement == traffic else None,
             )
             body["window"]["create_empty"] = False  # a missing minute must not read as nobody there
-            requests.append(PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback))
+            requests.append(
+                PollRequest(REPORTING_PATH, "POST", body, lookback_seconds=lookback, max_ids=batch)
+            )
     return requests
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
@@ -38,7 +38,11 @@ def poll_flow(plan: PollPlan, now: float, clock: Callable[[], float]) -> PollFlo
 @dataclass
 class PollRequest:
     """One API call of a poll. With ``lookback_seconds``, ``filter.start``/``stop`` are set at each
-    poll to the latest ``lookback_seconds`` ending at the last whole ``align_seconds`` boundary."""
+    poll to the latest ``lookback_seconds`` ending at the last whole ``align_seconds`` boundary.
+
+    ``max_ids``: the most asset ids a reporting request may carry when the triggerer merges this one
+    with the same request of other triggers for other ids (:mod:`~airflow_provider_butlr.polling.sharing`);
+    None = shared only with identical requests."""
 
     endpoint: str
     method: str = "POST"
@@ -46,6 +50,7 @@ class PollRequest:
     params: dict[str, Any] | None = None
     lookback_seconds: float | None = None
     align_seconds: float = 60.0
+    max_ids: int | None = None
 
     def validate(self, where: str) -> None:
         if not isinstance(self.endpoint, str) or not self.endpoint.strip():
@@ -61,6 +66,12 @@ class PollRequest:
                 raise ButlrConfigurationError(
                     f"{where}.lookback_seconds needs a reporting body with a 'filter'"
                 )
+        if self.max_ids is not None and (
+            isinstance(self.max_ids, bool) or not isinstance(self.max_ids, int) or self.max_ids < 1
+        ):
+            raise ButlrConfigurationError(
+                f"{where}.max_ids must be a whole number >= 1, got {self.max_ids!r}"
+            )
 
     def render(self, now: float) -> PollRequest:
         """The request as sent at ``now`` (relative time range resolved to absolute RFC3339)."""
@@ -71,7 +82,7 @@ class PollRequest:
         stop = math.floor(now / align) * align
         body["filter"]["start"] = format_instant(stop - float(self.lookback_seconds))
         body["filter"]["stop"] = format_instant(stop)
-        return PollRequest(self.endpoint, self.method, body, self.params, None, self.align_seconds)
+        return replace(self, json=body, lookback_seconds=None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -164,7 +164,7 @@ class ButlrDataCompleteSensor(ButlrPollingSensor):
                 )
                 # Zeros kept (value.gte 0) but no invented windows: a window exists only where data does.
                 body["window"]["create_empty"] = False
-                requests.append(PollRequest(REPORTING_PATH, "POST", body))
+                requests.append(PollRequest(REPORTING_PATH, "POST", body, max_ids=batch))
             conditions.append(
                 DataComplete(
                     window_start=format_instant(start.timestamp()),

@@ -22,8 +22,10 @@ from airflow_provider_butlr.common.aio import within
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
 from airflow_provider_butlr.hooks.options import ClientOptions
+from airflow_provider_butlr.hooks.shared_polls import Poller, open_poller
 from airflow_provider_butlr.polling.answers import Verdict
 from airflow_provider_butlr.polling.plans import PollPlan
+from airflow_provider_butlr.polling.sharing import aligned_wait
 from airflow_provider_butlr.reporting.times import format_instant
 from airflow_provider_butlr.reporting.validation import check_positive_int
 from airflow_provider_butlr.triggers.events import (
@@ -51,6 +53,9 @@ class ButlrTrigger(BaseTrigger):
     :param max_response_bytes: size limit of the returned responses, as JSON.
     :param unsuccessful_polls: polls already made without success (earlier deferrals of the same
         wait): ``exponential_backoff`` continues from there instead of starting over.
+    :param share_polls: poll on the clock grid of ``poll_interval`` and share requests with the
+        other triggers of this triggerer (:mod:`~airflow_provider_butlr.hooks.shared_polls`); False:
+        sleep ``poll_interval`` after each poll and send this trigger's own requests.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class ButlrTrigger(BaseTrigger):
         return_responses: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         unsuccessful_polls: int = 0,
+        share_polls: bool = True,
     ) -> None:
         super().__init__()
         if not 0 < poll_interval <= MAX_POLL_INTERVAL:  # NaN and infinity fail this comparison too
@@ -88,7 +94,8 @@ class ButlrTrigger(BaseTrigger):
         self.return_responses = return_responses
         self.max_response_bytes = max_response_bytes
         self.unsuccessful_polls = max(int(unsuccessful_polls), 0)
-        self._hook: ButlrAsyncHook | None = None
+        self.share_polls = bool(share_polls)
+        self._poller: Poller | None = None
         self.polls = 0  # polls made by run() (gate-only polls included)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -106,6 +113,7 @@ class ButlrTrigger(BaseTrigger):
                 "return_responses": self.return_responses,
                 "max_response_bytes": self.max_response_bytes,
                 "unsuccessful_polls": self.unsuccessful_polls,
+                "share_polls": self.share_polls,
             },
         )
 
@@ -117,78 +125,87 @@ class ButlrTrigger(BaseTrigger):
             min(self.poll_interval * 2 ** max(unsuccessful_polls - 1, 0), max(ceiling, self.poll_interval))
         )
 
+    def _wait(self, unsuccessful_polls: int, previous: float | None) -> float:
+        """Seconds to the next poll: the next tick of the interval's grid when polls are shared."""
+        interval = self._interval(unsuccessful_polls)
+        return aligned_wait(time.time(), interval, previous) if self.share_polls else interval
+
     def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
         return TriggerEvent({"status": status, "message": message, "polls": self.polls, **extra})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep, poll, judge; repeat until one terminal event (the sensor checked before deferring)."""
         plan = PollPlan.from_dict(self.plan)
+        try:
+            poller = self._poller = await open_poller(
+                self.butlr_conn_id, self.hook_params, shared=self.share_polls
+            )
+        except Exception as exc:  # the connection could not be read, or the client not opened
+            yield self._event("error", f"Butlr trigger could not start: {describe_failure(exc)}")
+            return
+        try:
+            yield await self._wait_for(plan, poller)
+        finally:
+            self._poller = None
+            await poller.aclose()
+
+    async def _wait_for(self, plan: PollPlan, poller: Poller) -> TriggerEvent:
+        """The terminal event: poll until the plan is met, the deadline passes or the budget is spent."""
         failures = 0
         unsuccessful = self.unsuccessful_polls
         last_message = "no poll made yet"
-        hook = ButlrAsyncHook(self.butlr_conn_id, **self.hook_params)
-        self._hook = hook
-        try:
-            async with hook:
-                while True:
-                    remaining = self.deadline - time.time()
-                    if remaining > 0:
-                        await asyncio.sleep(min(self._interval(unsuccessful), remaining))
-                    if time.time() >= self.deadline:
-                        yield self._event(
-                            "timeout",
-                            f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
-                            f"after {self.polls} poll(s); last result: {last_message}",
-                        )
-                        return
-                    self.polls += 1
-                    try:
-                        # the deadline holds while a request is in flight, not only between polls
-                        verdict, responses = await within(
-                            hook.apoll(plan, time.time()), max(self.deadline - time.time(), 0.001)
-                        )
-                    except TimeoutError:
-                        yield self._event(
-                            "timeout",
-                            f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
-                            f"after {self.polls} poll(s); the last poll was still in flight "
-                            f"(the result before it: {last_message})",
-                        )
-                        return
-                    except Exception as exc:
-                        if is_permanent(exc):
-                            yield self._event(
-                                "error", f"Butlr poll failed and cannot recover: {describe_failure(exc)}"
-                            )
-                            return
-                        failures += 1
-                        unsuccessful += 1
-                        last_message = f"poll failed: {describe_failure(exc)}"
-                        self.log.warning(
-                            "Butlr poll %d failed (%d of %d consecutive failures allowed): %s",
-                            self.polls,
-                            failures,
-                            self.max_consecutive_failures,
-                            describe_failure(exc),
-                        )
-                        if failures >= self.max_consecutive_failures:
-                            yield self._event(
-                                "error",
-                                f"Butlr poll failed {failures} time(s) in a row; last error: {describe_failure(exc)}",
-                            )
-                            return
-                        continue
-                    failures = 0
-                    if verdict.met:
-                        yield self._success(verdict, responses)
-                        return
-                    unsuccessful += 1
-                    last_message = verdict.message
-                    self.log.info("Butlr condition not met yet (poll %d): %s", self.polls, verdict.message)
-        except Exception as exc:  # the connection could not be read, or the client not opened
-            yield self._event("error", f"Butlr trigger could not start: {describe_failure(exc)}")
-        finally:
-            self._hook = None
+        started: float | None = None
+        while True:
+            remaining = self.deadline - time.time()
+            if remaining > 0:
+                await asyncio.sleep(min(self._wait(unsuccessful, started), remaining))
+            if time.time() >= self.deadline:
+                return self._event(
+                    "timeout",
+                    f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
+                    f"after {self.polls} poll(s); last result: {last_message}",
+                )
+            self.polls += 1
+            started = time.time()
+            try:
+                # the deadline holds while a request is in flight, not only between polls
+                verdict, responses = await within(
+                    poller.apoll(plan, started), max(self.deadline - started, 0.001)
+                )
+            except TimeoutError:
+                return self._event(
+                    "timeout",
+                    f"Butlr condition not met by the deadline {format_instant(self.deadline)} "
+                    f"after {self.polls} poll(s); the last poll was still in flight "
+                    f"(the result before it: {last_message})",
+                )
+            except Exception as exc:
+                if is_permanent(exc):
+                    return self._event(
+                        "error", f"Butlr poll failed and cannot recover: {describe_failure(exc)}"
+                    )
+                failures += 1
+                unsuccessful += 1
+                last_message = f"poll failed: {describe_failure(exc)}"
+                self.log.warning(
+                    "Butlr poll %d failed (%d of %d consecutive failures allowed): %s",
+                    self.polls,
+                    failures,
+                    self.max_consecutive_failures,
+                    describe_failure(exc),
+                )
+                if failures >= self.max_consecutive_failures:
+                    return self._event(
+                        "error",
+                        f"Butlr poll failed {failures} time(s) in a row; last error: {describe_failure(exc)}",
+                    )
+                continue
+            failures = 0
+            if verdict.met:
+                return self._success(verdict, responses)
+            unsuccessful += 1
+            last_message = verdict.message
+            self.log.info("Butlr condition not met yet (poll %d): %s", self.polls, verdict.message)
 
     def _success(self, verdict: Verdict, responses: list[Any]) -> TriggerEvent:
         extra: dict[str, Any] = {"summary": verdict.details}
@@ -204,10 +221,10 @@ class ButlrTrigger(BaseTrigger):
         return self._event("success", verdict.message, **extra)
 
     async def cleanup(self) -> None:
-        """Release the httpx client on every exit (completion, cancellation, triggerer restart)."""
-        hook, self._hook = self._hook, None
-        if hook is not None:
-            await hook.aclose()
+        """Release the httpx client (or this trigger's part of the shared one) on every exit."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.aclose()
 
     async def on_kill(self) -> None:
         """Nothing runs remotely: a Butlr poll is a read; just release the client."""

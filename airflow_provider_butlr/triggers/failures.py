@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from airflow_provider_butlr.exceptions import (
-    ButlrAPIError,
-    ButlrAuthError,
-    ButlrConfigurationError,
-    ButlrError,
-)
-
-# 4xx answers that may heal by themselves; any other 4xx means the request itself is wrong.
-HEALING_CLIENT_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
+from airflow_provider_butlr.exceptions import ButlrConfigurationError, ButlrError
+from airflow_provider_butlr.polling.sharing import is_request_fault
 
 
 def is_permanent(exc: BaseException) -> bool:
     """Errors another poll cannot fix: bad configuration, a 4xx the request itself caused, or a bug.
 
-    Exhausted retries (5xx, network), auth refusals and unreadable answers count against the
-    failure budget instead: they may heal before the deadline. The hooks turn every transport
-    failure into a :class:`ButlrError` once their retries are spent, so anything else is a bug.
+    Exhausted retries (5xx, network), auth refusals, 401/403/408/409/425/429 and unreadable answers
+    count against the failure budget instead: they may heal before the deadline. The hooks turn
+    every transport failure into a :class:`ButlrError` once their retries are spent, so anything
+    else is a bug.
     """
-    if isinstance(exc, ButlrConfigurationError):
+    if isinstance(exc, ButlrConfigurationError) or is_request_fault(exc):
         return True
-    if isinstance(exc, ButlrAPIError) and not isinstance(exc, ButlrAuthError):
-        status = exc.status
-        return status is not None and 400 <= status < 500 and status not in HEALING_CLIENT_STATUSES
     return not isinstance(exc, ButlrError)
 
 

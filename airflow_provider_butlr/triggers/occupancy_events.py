@@ -41,6 +41,8 @@ from typing import Any
 
 from airflow_provider_butlr.exceptions import ButlrConfigurationError
 from airflow_provider_butlr.hooks.butlr_async import ButlrAsyncHook
+from airflow_provider_butlr.hooks.options import ClientOptions
+from airflow_provider_butlr.hooks.shared_polls import Poller, open_poller
 from airflow_provider_butlr.polling.answers import COMPARATORS
 from airflow_provider_butlr.polling.occupancy import (
     CrossingLedger,
@@ -49,6 +51,7 @@ from airflow_provider_butlr.polling.occupancy import (
     ledger_key,
 )
 from airflow_provider_butlr.polling.plans import PollPlan
+from airflow_provider_butlr.polling.sharing import aligned_wait
 from airflow_provider_butlr.triggers.events import MAX_POLL_INTERVAL
 from airflow_provider_butlr.triggers.failures import describe_failure
 
@@ -150,7 +153,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         self.max_retries = max_retries
         self.retry_wait_initial, self.retry_wait_max = retry_wait_initial, retry_wait_max
         self.polls = 0
-        self._hook: ButlrAsyncHook | None = None
+        self._poller: Poller | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -238,41 +241,38 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
 
     # --- standalone poll loop ------------------------------------------------------------------
 
-    def _new_hook(self) -> ButlrAsyncHook:
-        return ButlrAsyncHook(
-            self.butlr_conn_id,
-            max_retries=self.max_retries,
-            retry_wait_initial=self.retry_wait_initial,
-            retry_wait_max=self.retry_wait_max,
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll this trigger's own ids forever; sleep ``poll_interval`` after every poll."""
+        """Poll this trigger's own ids forever, on the clock grid of ``poll_interval``: its requests
+        are shared with the other triggers of this triggerer that poll at the same moments
+        (:mod:`~airflow_provider_butlr.hooks.shared_polls`). It sleeps after every poll."""
         ledger = await self.load_ledger()
         plan = PollPlan(self.watch.requests(), [])
-        hook = self._hook = self._new_hook()
+        poller: Poller | None = None
         try:
             while True:
                 self.polls += 1
                 try:
-                    if not hook.is_open:
-                        await hook.__aenter__()
-                    _, responses = await hook.apoll(plan, time.time())
+                    if poller is None:
+                        poller = self._poller = await open_poller(
+                            self.butlr_conn_id, _hook_params(self.serialize()[1])
+                        )
+                    _, responses = await poller.apoll(plan, time.time())
                 except Exception as exc:
                     self.log.warning("Butlr occupancy poll %d failed: %s", self.polls, describe_failure(exc))
                 else:
                     async for event in self._events(self.watch.minutes(responses), ledger):
                         yield event
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(aligned_wait(time.time(), self.poll_interval))
         finally:
-            self._hook = None
-            await hook.aclose()
+            self._poller = None
+            if poller is not None:
+                await poller.aclose()
 
     async def cleanup(self) -> None:
-        """Release the httpx client on every exit (the loop itself also closes it)."""
-        hook, self._hook = self._hook, None
-        if hook is not None:
-            await hook.aclose()
+        """Release the httpx client (or this trigger's part of the shared one) on every exit."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.aclose()
 
     # --- one poll shared by the watchers of a site (Airflow >= 3.3) ------------------------------
 
@@ -301,10 +301,7 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
         kind = next(k for k in ASSET_KINDS if kwargs.get(k))
         poll_interval = float(kwargs["poll_interval"])
         hook = ButlrAsyncHook(
-            kwargs.get("butlr_conn_id", ButlrAsyncHook.default_conn_name),
-            max_retries=kwargs.get("max_retries"),
-            retry_wait_initial=kwargs.get("retry_wait_initial", 0.5),
-            retry_wait_max=kwargs.get("retry_wait_max", 30.0),
+            kwargs.get("butlr_conn_id", ButlrAsyncHook.default_conn_name), **_hook_params(kwargs)
         )
         watch: OccupancyWatch | None = None
         resolved_at = 0.0
@@ -350,6 +347,15 @@ class ButlrOccupancyEventTrigger(BaseEventTrigger):
                 )
             async for event in self._events(snapshot.get("minutes", {}), ledger):
                 yield event
+
+
+def _hook_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The async hook's options from the trigger's kwargs (retries and their waits)."""
+    return ClientOptions(
+        max_retries=kwargs.get("max_retries"),
+        retry_wait_initial=kwargs.get("retry_wait_initial", 0.5),
+        retry_wait_max=kwargs.get("retry_wait_max", 30.0),
+    ).as_hook_params()
 
 
 async def site_assets(hook: ButlrAsyncHook, site: str, kind: str) -> list[str]:

@@ -243,13 +243,15 @@ def test_the_port_field_is_not_hidden_in_either_form() -> None:
     assert "port" in ButlrHook.get_ui_field_behaviour()["placeholders"]
 
 
-def test_hook_meta_lists_exactly_the_five_extra_fields(hook_meta: dict[str, Any]) -> None:
+def test_hook_meta_lists_exactly_the_seven_extra_fields(hook_meta: dict[str, Any]) -> None:
     assert set(hook_meta["meta"]["extra_fields"]) == {
         "audience",
         "auth_type",
         "timeout",
         "max_retries",
         "max_requests_per_minute",
+        "max_rate_limit_wait",
+        "redis_conn_id",
     }
 
 

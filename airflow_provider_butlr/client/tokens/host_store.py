@@ -153,6 +153,24 @@ class HostStore:
                     with contextlib.suppress(OSError):
                         os.unlink(name, dir_fd=dir_fd)
 
+    def open_record(self, name: str) -> int | None:
+        """A regular file of this user in the checked directory, opened read-write (created 0600),
+        for records that hold no secret and need no Fernet key (the host's rate-limit window);
+        None when the directory or the file is not usable."""
+        dir_fd = self._open_dir()
+        if dir_fd is None:
+            return None
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600, dir_fd=dir_fd)
+        except OSError:
+            return None
+        finally:
+            os.close(dir_fd)
+        if not _ours(fd):
+            os.close(fd)
+            return None
+        return fd
+
     # -- locking --
 
     def _open_lock(self, key: CacheKey) -> int | None:
@@ -192,7 +210,7 @@ class HostStore:
         fd = self._open_lock(key)
         try:
             if fd is not None and not _acquire(fd, self.lock_timeout):
-                _waited(self.lock_timeout)
+                waited(self.lock_timeout)
             yield
         finally:
             if fd is not None:
@@ -207,7 +225,7 @@ class HostStore:
                 deadline, pause = time.monotonic() + self.lock_timeout, 0.005
                 while not _flock(fd):
                     if time.monotonic() >= deadline:
-                        _waited(self.lock_timeout)
+                        waited(self.lock_timeout)
                         break
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.1)
@@ -238,7 +256,7 @@ def _acquire(fd: int, wait: float) -> bool:
     return True
 
 
-def _waited(seconds: float) -> None:
+def waited(seconds: float) -> None:
     log.warning("Waited %.0f s for another process's Butlr login; logging in without the lock.", seconds)
 
 

@@ -23,11 +23,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_butlr.client.limits.redis_backend import RedisConfig
 from airflow_provider_butlr.client.settings import DEFAULT_TOKEN_CACHE, TOKEN_CACHE_MODES
 from airflow_provider_butlr.client.tokens.fernet import airflow_fernet, key_digest, seal, unseal
 from airflow_provider_butlr.client.tokens.host_store import HostStore
 from airflow_provider_butlr.client.tokens.model import AccessToken, CacheKey
 from airflow_provider_butlr.client.tokens.notices import warn_once
+from airflow_provider_butlr.client.tokens.redis_store import RedisStore
 
 if TYPE_CHECKING:
     from airflow_provider_butlr.client.settings import ButlrSettings
@@ -36,6 +38,7 @@ __all__ = [
     "DEFAULT_TOKEN_CACHE",
     "TOKEN_CACHE_MODES",
     "HostStore",
+    "RedisStore",
     "TokenStore",
     "VariableStore",
     "store_for",
@@ -157,19 +160,33 @@ def default_token_cache_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / "butlr-token-cache"
 
 
-@lru_cache(maxsize=64)
-def _store(mode: str, directory: Path) -> TokenStore | None:
-    if mode == "process":
-        return None
-    host = HostStore(directory)
-    return VariableStore(host) if mode == "variable" else host
-
-
-def store_for(settings: ButlrSettings) -> TokenStore | None:
-    """The store a connection's ``token_cache`` extra chooses (None: this process only)."""
-    mode = settings.token_cache
-    if mode == "process":
-        return None
+def token_directory(settings: ButlrSettings) -> Path:
+    """The host store's directory: extra ``token_cache_dir``, else :func:`default_token_cache_dir`."""
     configured = settings.token_cache_dir
-    directory = Path(configured).expanduser() if configured else default_token_cache_dir()
-    return _store(mode, directory)
+    return Path(configured).expanduser() if configured else default_token_cache_dir()
+
+
+@lru_cache(maxsize=64)
+def host_store(directory: Path) -> HostStore:
+    """The host store of ``directory`` (one per process: the rate limit's window file lives there too)."""
+    return HostStore(directory)
+
+
+@lru_cache(maxsize=64)
+def _store(mode: str, directory: Path, redis: RedisConfig | None) -> TokenStore | None:
+    if mode == "process":
+        return None
+    host = host_store(directory)
+    if mode == "variable":
+        return VariableStore(host)
+    if mode == "redis" and redis is not None:
+        return RedisStore(redis, host)
+    return host
+
+
+def store_for(settings: ButlrSettings, redis: RedisConfig | None = None) -> TokenStore | None:
+    """The store a connection's ``token_cache`` extra chooses (None: this process only); ``redis``
+    is the connection of its extra ``redis_conn_id`` (``token_cache: redis`` needs it)."""
+    if settings.token_cache == "process":
+        return None
+    return _store(settings.token_cache, token_directory(settings), redis)

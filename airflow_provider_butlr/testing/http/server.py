@@ -73,6 +73,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # many clients connecting at once (socketserver's 5 resets them)
 
     def __init__(self, address: tuple[str, int], app: EmulatorApp, stopping: threading.Event) -> None:
         super().__init__(address, EmulatorRequestHandler)

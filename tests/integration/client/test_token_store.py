@@ -288,7 +288,11 @@ def test_without_a_fernet_key_tokens_stay_in_the_process_and_that_is_said_once(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"token_cache": "redis"}, "token_cache 'redis' is not one of process, host, variable"),
+        (
+            {"token_cache": "memcached"},
+            "token_cache 'memcached' is not one of process, host, variable, redis",
+        ),
+        ({"token_cache": "redis"}, "token_cache 'redis' needs extra.redis_conn_id"),
         ({"token_cache_dir": "relative/dir"}, "token_cache_dir 'relative/dir' must be an absolute path"),
     ],
 )

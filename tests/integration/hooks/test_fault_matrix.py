@@ -482,7 +482,15 @@ class Exhausting:
 
 
 EXHAUSTING = [
-    Exhausting("429", {"kind": "status", "status": 429, "retry_after": "1"}, ButlrRateLimitError, "HTTP 429"),
+    # 429s use no retries but a time budget: Retry-After 1 s (at least the backoff, 0.5, 1, 2 s) fits
+    # twice into 2 s, so the third answer 429 ends it, as max_retries=2 would have
+    Exhausting(
+        "429",
+        {"kind": "status", "status": 429, "retry_after": "1"},
+        ButlrRateLimitError,
+        "HTTP 429",
+        conn={"max_retries": 0, "max_rate_limit_wait": 2},
+    ),
     Exhausting("500", {"kind": "status", "status": 500}, ButlrAPIError, "HTTP 500"),
     Exhausting(
         "502 HTML",

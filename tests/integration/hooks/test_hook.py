@@ -131,8 +131,11 @@ def test_persistent_5xx_fails_with_endpoint_status_and_attempts(butlr_conn: Any,
 def test_persistent_429_raises_rate_limit_error(butlr_conn: Any, fast_hook: Any) -> None:
     butlr_conn.faults.add(path=GRAPHQL, kind="status", status=429, retry_after="0")
     with pytest.raises(ButlrRateLimitError) as info:
-        fast_hook(max_retries=1).graphql(SITES)
+        fast_hook(max_retries=1, max_rate_limit_wait=0.05).graphql(SITES)
     assert info.value.retry_after == 0.0
+    # Retry-After 0, then at least the backoff (0.01, 0.02 s): the third wait (0.04 s) would pass 0.05 s
+    assert butlr_conn.counters.requests(GRAPHQL) == 4
+    assert "it waited 0 s over 4 answer(s) 429" in str(info.value)
 
 
 def test_dropped_connection_is_retried(butlr_conn: Any, fast_hook: Any) -> None:
@@ -365,7 +368,7 @@ def test_errors_survive_pickling(butlr_conn: Any, fast_hook: Any) -> None:
     butlr_conn.faults.add(path=GRAPHQL, kind="status", status=429, retry_after="0")
     errors: list[ButlrAPIError] = []
     with pytest.raises(ButlrRateLimitError) as rate_limited:
-        fast_hook(max_retries=0).graphql(SITES)
+        fast_hook(max_retries=0, max_rate_limit_wait=0).graphql(SITES)
     errors.append(rate_limited.value)
     butlr_conn.faults.clear()
     with pytest.raises(ButlrGraphQLError) as graphql_error:

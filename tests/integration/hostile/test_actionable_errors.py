@@ -107,7 +107,7 @@ def test_a_tls_failure_names_the_fields_in_one_line(call: Driver, monkeypatch: p
 @DRIVERS
 def test_a_rate_limit_names_the_extra_to_lower(call: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     server = HostileApi()
-    use_connection(monkeypatch, server, max_retries=1)
+    use_connection(monkeypatch, server, max_retries=1, max_rate_limit_wait=0)
     server.script = lambda request: request.reply(
         429, '{"message": "slow down"}', headers={"Retry-After": "0"}
     )

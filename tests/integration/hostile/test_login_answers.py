@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_butlr.exceptions import ButlrAuthError, ButlrDataError
+from airflow_provider_butlr.exceptions import ButlrAuthError, ButlrDataError, ButlrRateLimitError
 from tests.support.hostile import (
     DATA,
     DRIVERS,
@@ -133,11 +133,23 @@ def test_another_4xx_login_is_final_and_points_to_the_host(
 
 
 @DRIVERS
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_a_throttled_or_failing_login_is_retried(api: HostileApi, call: Driver, status: int) -> None:
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_failing_login_is_retried(api: HostileApi, call: Driver, status: int) -> None:
     api.login_script = login_answer(status, '{"message": "try later"}')
     _, err, _ = outcome(call, "POST", DATA, {"q": 1})
     assert api.logins == RETRIES + 1 and f"HTTP {status}" in str(err), err
+
+
+@DRIVERS
+def test_a_throttled_login_waits_within_the_time_budget_not_the_retries(
+    api: HostileApi, call: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 to the login is waited out like any other (its retries untouched), until the budget."""
+    use_connection(monkeypatch, api, max_retries=RETRIES, max_rate_limit_wait=1)
+    api.login_script = login_answer(429, '{"message": "try later"}')
+    _, err, _ = outcome(call, "POST", DATA, {"q": 1})
+    assert isinstance(err, ButlrRateLimitError) and "extra.max_rate_limit_wait" in str(err), err
+    assert api.logins > RETRIES + 1  # more answers 429 than the retries would have allowed
 
 
 def test_the_default_connection_retries_a_malformed_login_too(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,7 +98,7 @@ def test_the_limiter_hold_of_a_far_future_retry_after_is_capped_for_every_caller
 ) -> None:
     """The hold is process-wide: a 429 seen by one hook paces the next call of another (sync or
     async) of the same credentials, for at most ``retry_after_cap`` seconds, not for a day."""
-    use_connection(monkeypatch, api, max_requests_per_minute=60, max_retries=0)
+    use_connection(monkeypatch, api, max_requests_per_minute=60, max_rate_limit_wait=0)
     api.script = throttling_once(header)
     _, err, _ = bounded(call, "POST", DATA, {"q": 1}, retry_after_cap=CAP)
     assert isinstance(err, ButlrRateLimitError), err

@@ -545,10 +545,16 @@ def test_exponential_backoff_carries_over_re_deferrals(
 
     asked: list[float] = []
 
-    async def record_sleep(seconds: float, *args: Any) -> None:
-        asked.append(seconds)  # not slept: each trigger polls once, then hands the answer to the worker
+    async def no_sleep(seconds: float, *args: Any) -> None:
+        """Not slept: each trigger polls once, then hands the answer to the worker."""
 
-    monkeypatch.setattr(importlib.import_module(ButlrTrigger.__module__).asyncio, "sleep", record_sleep)
+    def record_interval(now: float, interval: float, previous: float | None = None) -> float:
+        asked.append(interval)  # the interval whose clock grid the next poll waits for
+        return interval
+
+    trigger_module = importlib.import_module(ButlrTrigger.__module__)
+    monkeypatch.setattr(trigger_module.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(trigger_module, "aligned_wait", record_interval)
     sensor = ButlrSensor(
         task_id="generic",
         endpoint=GRAPHQL,

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import math
+import statistics
 import time
 import warnings
 from typing import Any
@@ -39,6 +40,15 @@ def make_trigger(plan: dict[str, Any] = SITES_PLAN, *, duration: float = 5.0, **
         if name in kwargs:
             hook_params[name] = kwargs.pop(name)
     return ButlrTrigger(plan=plan, deadline=time.time() + duration, hook_params=hook_params, **kwargs)
+
+
+def shared_hook(trigger: ButlrTrigger) -> Any:
+    """The hook of the shared polls a running trigger belongs to."""
+    from airflow_provider_butlr.hooks.shared_polls import shared_polls
+
+    polls = shared_polls(trigger.butlr_conn_id, trigger.hook_params)
+    assert polls is not None and polls.members >= 1
+    return polls.hook
 
 
 async def run_to_end(trigger: ButlrTrigger) -> dict[str, Any]:
@@ -174,7 +184,9 @@ async def test_failure_budget_ends_with_one_error_event_and_sleeps_between_failu
     assert event["polls"] == 3
     stamps = [r.timestamp for r in butlr_conn.counters.log if r.path == GRAPHQL]
     assert len(stamps) == 3
-    assert all(later - earlier >= interval * 0.9 for earlier, later in itertools.pairwise(stamps))
+    # polls start on ticks one interval apart; the first request also waited for the login
+    assert stamps[2] - stamps[1] >= interval * 0.9
+    assert all(later - earlier >= interval * 0.6 for earlier, later in itertools.pairwise(stamps))
 
 
 async def test_a_success_resets_the_failure_budget(butlr_conn: Any) -> None:
@@ -207,28 +219,26 @@ async def test_missing_connection_is_one_error_event(monkeypatch: pytest.MonkeyP
     assert "butlr_missing" in event["message"]
 
 
-async def test_exponential_backoff_spaces_polls_further_apart(
-    butlr_conn: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The sleeps the trigger asks for (recorded, then really slept), not wall-clock poll counts."""
-    real_sleep = asyncio.sleep
-    asked: list[float] = []
+async def test_exponential_backoff_spaces_polls_further_apart(butlr_conn: Any) -> None:
+    """Gaps between the polls' requests as the server saw them (polls start on ticks of the grid)."""
 
-    async def recording_sleep(seconds: float, *args: Any) -> Any:
-        asked.append(seconds)
-        return await real_sleep(seconds, *args)
+    def gaps() -> list[float]:
+        stamps = [r.timestamp for r in butlr_conn.counters.log if r.path == GRAPHQL]
+        butlr_conn.counters.reset()
+        return [later - earlier for earlier, later in itertools.pairwise(stamps)]
 
-    trigger_module = importlib.import_module(ButlrTrigger.__module__)
-    monkeypatch.setattr(trigger_module.asyncio, "sleep", recording_sleep)
-    await run_to_end(make_trigger(NEVER_PLAN, duration=2.0, poll_interval=0.1))
-    steady, asked[:] = [round(s, 3) for s in asked], []
+    await run_to_end(make_trigger(SITES_PLAN))  # the login first: its time is not a gap between polls
+    gaps()
+    await run_to_end(make_trigger(NEVER_PLAN, duration=1.5, poll_interval=0.1))
+    steady = gaps()
     await run_to_end(make_trigger(NEVER_PLAN, duration=2.0, poll_interval=0.1, exponential_backoff=True))
-    backoff = [round(s, 3) for s in asked]
-    assert steady[:-1] and set(steady[:-1]) == {0.1}  # the last sleep is cut short by the deadline
-    assert backoff[:-1] == [0.1, 0.1, 0.2, 0.4, 0.8][: len(backoff) - 1]  # doubling after each miss
-    assert len(backoff) >= 4  # a doubled sleep (0.2) was asked for before the cut-short last one
-    # (no poll-count comparison with the steady run: on a loaded machine each poll itself takes
-    # ~0.1 s, and both runs end up with the same number of polls in their 1 s window)
+    backoff = gaps()
+    assert len(steady) >= 4 and statistics.median(steady) == pytest.approx(0.1, abs=0.02)
+    assert min(steady) >= 0.08  # never faster than the interval (the first gap may lose the login's ms)
+    # the interval doubles after each miss: 0.1, 0.2, 0.4, 0.8 (a tick of the doubled grid: up to 1.5x)
+    expected = [0.1, 0.2, 0.4, 0.8][: len(backoff)]
+    assert len(backoff) >= 3
+    assert all(0.8 * e <= gap <= 1.5 * e + 0.1 for gap, e in zip(backoff, expected, strict=True)), backoff
 
 
 def test_backoff_intervals_are_capped() -> None:
@@ -242,10 +252,10 @@ async def test_cancellation_closes_the_client_and_cleanup_is_safe(butlr_conn: An
     task = asyncio.ensure_future(trigger.run().__anext__())
     for _ in range(100):
         await asyncio.sleep(0.02)
-        if trigger._hook is not None and trigger._hook.is_open:
+        if trigger._poller is not None:
             break
-    hook = trigger._hook
-    assert hook is not None and hook.is_open
+    hook = shared_hook(trigger)
+    assert hook.is_open
     client = hook._client
     assert client is not None and not client.is_closed
     task.cancel()
@@ -261,10 +271,10 @@ async def test_on_kill_releases_the_client_of_a_running_trigger(butlr_conn: Any)
     task = asyncio.ensure_future(trigger.run().__anext__())
     for _ in range(100):
         await asyncio.sleep(0.02)
-        if trigger._hook is not None and trigger._hook.is_open:
+        if trigger._poller is not None:
             break
-    hook = trigger._hook
-    assert hook is not None and hook._client is not None
+    hook = shared_hook(trigger)
+    assert hook._client is not None
     client = hook._client
     await trigger.on_kill()
     assert not hook.is_open and client.is_closed

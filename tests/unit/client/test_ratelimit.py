@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_butlr.client import ratelimit
+from airflow_provider_butlr.client.limits import base as limits_base
 from airflow_provider_butlr.client.ratelimit import RateLimiter, limiter_for
 
 
@@ -75,7 +76,7 @@ def test_aacquire_awaits_instead_of_sleeping(monkeypatch: pytest.MonkeyPatch) ->
     async def fake_sleep(seconds: float) -> None:
         awaited.append(seconds)
 
-    monkeypatch.setattr(ratelimit.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(limits_base.asyncio, "sleep", fake_sleep)
 
     async def two() -> list[float]:
         return [await limiter.aacquire(), await limiter.aacquire()]
@@ -105,7 +106,7 @@ def test_asending_gives_the_slot_back_after_the_answer(monkeypatch: pytest.Monke
         awaited.append(seconds)
         clock.now += seconds
 
-    monkeypatch.setattr(ratelimit.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(limits_base.asyncio, "sleep", fake_sleep)
 
     async def two() -> None:
         for _ in range(2):
