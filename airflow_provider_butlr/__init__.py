@@ -85,8 +85,9 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "max_requests_per_minute": {
         "label": "Max requests per minute",
-        "description": "Client-side rate limit shared by every task thread of a worker process; "
-        "empty: off. Butlr does not publish its limits (about 50/min for REST is the working estimate).",
+        "description": "Client-side rate limit shared by every task process and the triggerer of a "
+        "host, and by every host with a Redis connection id; empty: off. Butlr does not publish its "
+        "limits (about 50/min for REST is the working estimate).",
         "schema": {
             "type": ["integer", "null"],
             "default": None,
