@@ -160,7 +160,7 @@ class Deployment:
         self.jwt_secret = secrets.token_urlsafe(64)  # >= 64 bytes: no HMAC key-length warning
         # issue 24: the webhook receiver on the api-server, and the crossing the emulator will push
         self.receiver = Receiver(f"http://127.0.0.1:{self.api_port}/butlr/webhooks", organisation_id())
-        self.push_scenario = find_scenario(dates.day)
+        self.push_scenario = find_scenario(dates.day, exclude=(EVENT_ROOM,))
         self.fernet_key = fernet_key()
 
     # --- environment ------------------------------------------------------------------------------
