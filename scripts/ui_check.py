@@ -56,6 +56,8 @@ EXTRA_FIELDS = {
     "timeout": ("Timeout (s)", 30),
     "max_retries": ("Max retries", 5),
     "max_requests_per_minute": ("Max requests per minute", None),
+    "max_rate_limit_wait": ("Max rate-limit wait (s)", 600),
+    "redis_conn_id": ("Redis connection id", None),
 }
 AUTH_TYPES = ["client_credentials", "password"]
 CONN_ID = "butlr_ui_check"
@@ -224,10 +226,18 @@ def check_extra_fields(page: Page, dialog: Locator) -> None:
     options = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
     page.get_by_role("option", name="client_credentials", exact=True).click()  # Escape closes the dialog
     check(options == AUTH_TYPES, f"form: Grant type is a choice of {AUTH_TYPES} (got {options})")
-    for label, value in (("Timeout (s)", "30"), ("Max retries", "5"), ("Max requests per minute", "")):
+    numbers = (
+        ("Timeout (s)", "30"),
+        ("Max retries", "5"),
+        ("Max requests per minute", ""),
+        ("Max rate-limit wait (s)", "600"),
+    )
+    for label, value in numbers:
         box = dialog.get_by_label(label)
         check(box.get_attribute("role") == "spinbutton", f"form: {label} is a number field")
         check(box.input_value() == value, f"form: {label} defaults to {value}")
+    redis = dialog.locator("input[name=element_redis_conn_id]")  # a text field: found by name, as Audience
+    check(redis.input_value() == "", "form: Redis connection id is shown, empty")
 
 
 def fill_standard_fields(
