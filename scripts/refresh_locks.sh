@@ -8,7 +8,7 @@
 #   ./scripts/refresh_locks.sh                 # re-resolve at the recorded date (after a pyproject change)
 #   ./scripts/refresh_locks.sh --date now      # move the date to now and re-resolve everything
 #   ./scripts/refresh_locks.sh --date 2026-12-20T00:00:00Z
-#   ./scripts/refresh_locks.sh --check         # exit 1 if a lock is not what the inputs give (CI)
+#   ./scripts/refresh_locks.sh --check         # exit 1 if a lock no longer satisfies its inputs (CI)
 #
 # Then run the matrix (./scripts/test_matrix.sh) and, where a new release breaks an Airflow minor,
 # add a cap with its reason to scripts/locks/caps/ and refresh again.
@@ -17,11 +17,12 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
 LOCKS=scripts/locks
 CHECK=0
+UPGRADE=()  # a new date moves every pin; without one, the pins that still fit are kept
 DATE="$(cat "$LOCKS/resolution-date")"
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) CHECK=1; shift ;;
-    --date) DATE="$2"; [ "$DATE" = now ] && DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"; shift 2 ;;
+    --date) DATE="$2"; [ "$DATE" = now ] && DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"; UPGRADE=(--upgrade); shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -46,24 +47,37 @@ for input in "$LOCKS"/inputs/airflow-*.in; do
   caps=()
   [ -f "$LOCKS/caps/airflow-$minor.txt" ] && caps=(-c "$LOCKS/caps/airflow-$minor.txt")
   out="$LOCKS/airflow-$version.txt"
-  target="$out"
-  [ "$CHECK" = 1 ] && target="$(mktemp)"
+  if [ "$CHECK" = 1 ]; then
+    # Do the committed pins still satisfy the inputs? Resolve for CI's platform (CPython 3.11, Linux)
+    # with the lock as constraints: every package it needs must be pinned there at the version the
+    # lock gives. A release the index learnt of later never makes this red (the lock pins the older
+    # one); a new or tightened requirement does.
+    target="$(mktemp)"
+    if ! "${UV[@]}" pip compile -q --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+      --no-header --no-annotate pyproject.toml "${extras[@]}" "$input" "${caps[@]}" -c "$out" -o "$target"; then
+      stale+=("$out")
+    else
+      missing="$(grep -E '^[A-Za-z0-9]' "$target" | sed 's/ *;.*//' | sort -u |
+        comm -23 - <(grep -E '^[A-Za-z0-9]' "$out" | sed 's/ *;.*//' | sort -u))"
+      if [ -n "$missing" ]; then
+        echo "-- $out lacks: $missing" >&2
+        stale+=("$out")
+      fi
+    fi
+    rm -f "$target"
+    continue
+  fi
   "${UV[@]}" pip compile -q --universal --python-version 3.11 --exclude-newer "$DATE" \
     --custom-compile-command "scripts/refresh_locks.sh (resolved as of $DATE)" \
-    pyproject.toml "${extras[@]}" "$input" "${caps[@]}" -o "$target"
-  if [ "$CHECK" = 1 ]; then
-    if ! diff -u "$out" "$target" >&2; then stale+=("$out"); fi
-    rm -f "$target"
-  else
-    echo ">> $out ($(grep -c '==' "$out") pins)"
-  fi
+    "${UPGRADE[@]}" pyproject.toml "${extras[@]}" "$input" "${caps[@]}" -o "$out"
+  echo ">> $out ($(grep -c '==' "$out") pins)"
 done
 if [ "$CHECK" = 1 ]; then
   if [ ${#stale[@]} -gt 0 ]; then
     echo "!! stale locks (the inputs give something else): ${stale[*]}; run ./scripts/refresh_locks.sh and commit" >&2
     exit 1
   fi
-  echo ">> locks match their inputs (resolved as of $DATE)"
+  echo ">> every lock satisfies its inputs (resolved as of $DATE)"
 else
   echo "$DATE" >"$LOCKS/resolution-date"
 fi
